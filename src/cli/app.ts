@@ -10,13 +10,16 @@ import { GLOBAL_FLAGS, type Globals } from "./globals.ts";
 import { duCommand } from "./commands/du.ts";
 import { pruneCommand } from "./commands/prune.ts";
 import { debugCommand } from "./commands/debug.ts";
+import { buildCommand } from "./commands/build.ts";
+import { daemonCommand, installAutoStart } from "./commands/daemon.ts";
 
 /** Builds the root command. */
 export function buildApp(): Command<Globals> {
+  installAutoStart();
   return {
     name: "buildctl",
     usage: "build utility (buildctl for Deno: starts buildkitd when needed)",
     flags: GLOBAL_FLAGS,
-    subcommands: [duCommand(), pruneCommand(), debugCommand()],
+    subcommands: [duCommand(), pruneCommand(), buildCommand(), debugCommand(), daemonCommand()],
   };
 }

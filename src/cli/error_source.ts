@@ -26,12 +26,23 @@ export function decodeSourceLocations(detailsBin: Uint8Array): SourceLocation[] 
   }
   const out: SourceLocation[] = [];
   for (const any of status.details) {
-    if (!/(^|[./])errdefs\.Source$/.test(any.typeUrl)) continue;
+    // BuildKit registers the type through typeurl as "…/errdefs.Source+json"
+    // (a JSON body); the protobuf form is accepted too.
+    const m = /(^|[./])errdefs\.Source(\+json)?$/.exec(any.typeUrl);
+    if (!m) continue;
     try {
-      out.push(decodeSource(any.value));
+      out.push(m[2] ? decodeSourceJson(any.value) : decodeSource(any.value));
     } catch { /* ignore a malformed detail */ }
   }
   return out;
+}
+
+function decodeSourceJson(bytes: Uint8Array): SourceLocation {
+  // deno-lint-ignore no-explicit-any
+  const j: any = JSON.parse(new TextDecoder().decode(bytes));
+  const info = SourceInfo.fromJSON(j.info ?? j.Info ?? {});
+  const ranges = ((j.ranges ?? j.Ranges ?? []) as unknown[]).map((r) => Range.fromJSON(r));
+  return { info, ranges };
 }
 
 function decodeSource(bytes: Uint8Array): SourceLocation {

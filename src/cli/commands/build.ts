@@ -1,0 +1,662 @@
+/**
+ * `buildctl build`: flags as upstream, a session for local dirs, secrets,
+ * auth and exports, Solve and Status run concurrently, progress on stderr.
+ *
+ * @module
+ */
+
+import { dirname, resolve } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import type { Command, Flag, FlagValues } from "../command.ts";
+import type { Globals } from "../globals.ts";
+import { connectDaemon } from "../connect.ts";
+import {
+  type CacheEntry,
+  type OutputSpec,
+  parseAllow,
+  parseExportCache,
+  parseImportCache,
+  parseKeyValues,
+  parseOutput,
+  parseSecret,
+  type SecretSource,
+} from "../flags/build.ts";
+import { BuildctlError, ExitCode, usageError } from "../../errors.ts";
+import type { BuildkitClient } from "../../client/mod.ts";
+import {
+  type SolveRequest,
+  SolveRequest as SolveRequestCodec,
+  type SolveResponse,
+  type StatusResponse,
+} from "../../gen/github.com/moby/buildkit/api/services/control/control.ts";
+import { Definition, OpMetadata } from "../../gen/github.com/moby/buildkit/solver/pb/ops.ts";
+import { Policy } from "../../gen/github.com/moby/buildkit/sourcepolicy/pb/policy.ts";
+import {
+  type ExporterTarget,
+  newSessionId as randomId,
+  startSession,
+} from "../../session/session.ts";
+import { createDisplay, encodeSolveStatus, resolveMode, TimeShifter } from "../../progress/mod.ts";
+import { decodeSourceLocations, renderSourceLocation } from "../error_source.ts";
+import {
+  finishCacheExports,
+  prepareCacheExports,
+  prepareCacheImports,
+  prepareOciDirExport,
+} from "../flags/cache_local.ts";
+import { formatLogEntry, type LogEntry } from "../format/logrus.ts";
+
+const FLAGS: Flag[] = [
+  {
+    name: "output",
+    short: "o",
+    kind: "list",
+    usage:
+      "Define exports for build result, e.g. --output type=image,name=docker.io/username/image,push=true",
+  },
+  {
+    name: "progress",
+    kind: "string",
+    usage:
+      "Set type of progress (auto, plain, tty, rawjson, quiet). Use plain to show container output",
+    defaultText: '"auto"',
+    env: "BUILDKIT_PROGRESS",
+  },
+  { name: "trace", kind: "string", usage: "Path to trace file. Defaults to no tracing." },
+  { name: "local", kind: "list", usage: "Allow build access to the local directory" },
+  { name: "oci-layout", kind: "list", usage: "Allow build access to the local OCI layout" },
+  { name: "frontend", kind: "string", usage: "Define frontend used for build" },
+  {
+    name: "opt",
+    kind: "list",
+    usage: "Define custom options for frontend, e.g. --opt target=foo --opt build-arg:foo=bar",
+  },
+  { name: "no-cache", kind: "bool", usage: "Disable cache for all the vertices" },
+  {
+    name: "export-cache",
+    kind: "list",
+    usage:
+      "Export build cache, e.g. --export-cache type=registry,ref=example.com/foo/bar, or --export-cache type=local,dest=path/to/dir",
+  },
+  {
+    name: "import-cache",
+    kind: "list",
+    usage:
+      "Import build cache, e.g. --import-cache type=registry,ref=example.com/foo/bar, or --import-cache type=local,src=path/to/dir",
+  },
+  {
+    name: "secret",
+    kind: "list",
+    usage: "Secret value exposed to the build. Format id=secretname,src=filepath",
+  },
+  {
+    name: "allow",
+    kind: "list",
+    usage: "Allow extra privileged entitlement, e.g. network.host, security.insecure, device",
+  },
+  {
+    name: "ssh",
+    kind: "list",
+    usage:
+      "Allow forwarding SSH agent or a raw Unix socket to the builder. Format default|<id>[=<socket>[,raw=false]|<key>[,<key>]]",
+  },
+  {
+    name: "metadata-file",
+    kind: "string",
+    usage: "Output build metadata (e.g., image digest) to a file as JSON",
+  },
+  { name: "source-policy-file", kind: "string", usage: "Read source policy file from a JSON file" },
+  { name: "proxy-network", kind: "bool", usage: "Run build with proxy network enforcement" },
+  { name: "ref-file", kind: "string", usage: "Write build ref to a file" },
+  {
+    name: "registry-auth-tlscontext",
+    kind: "list",
+    usage:
+      "Overwrite TLS configuration when authenticating with registries, e.g. --registry-auth-tlscontext host=…",
+  },
+  {
+    name: "debug-json-cache-metrics",
+    kind: "string",
+    usage:
+      "Where to output json cache metrics, use 'stdout' or 'stderr' for standard (error) output.",
+  },
+];
+
+/** The `build` command. */
+export function buildCommand(): Command<Globals> {
+  return {
+    name: "build",
+    aliases: ["b"],
+    usage: "build",
+    description: [
+      "Build a Dockerfile (--frontend dockerfile.v0), a gateway frontend (--frontend gateway.v0",
+      "--opt source=IMAGE), or an LLB definition piped to stdin (no --frontend).",
+      "",
+      "Example:",
+      "  buildctl build --frontend dockerfile.v0 --local context=. --local dockerfile=. \\",
+      "    --output type=oci,dest=image.tar",
+    ].join("\n"),
+    flags: FLAGS,
+    action: (inv) => build(inv.flags, inv.globals),
+  };
+}
+
+/** Everything `build` needs, parsed from flags before any connection is made. */
+export interface BuildPlan {
+  frontend: string;
+  frontendAttrs: Record<string, string>;
+  localDirs: Map<string, string>;
+  outputs: OutputSpec[];
+  exportCache: CacheEntry[];
+  importCache: CacheEntry[];
+  secrets: SecretSource[];
+  entitlements: string[];
+  progress: string;
+  noCache: boolean;
+  metadataFile: string | undefined;
+  refFile: string | undefined;
+  traceFile: string | undefined;
+  sourcePolicyFile: string | undefined;
+  proxyNetwork: boolean;
+}
+
+const list = (f: FlagValues, k: string) => (f[k] as string[] | undefined) ?? [];
+const str = (
+  f: FlagValues,
+  k: string,
+) => (typeof f[k] === "string" && f[k] !== "" ? (f[k] as string) : undefined);
+
+/** Parses and validates the flags of `build` (no I/O except checking local dirs). */
+export async function planBuild(
+  flags: FlagValues,
+  env: (k: string) => string | undefined,
+): Promise<BuildPlan> {
+  if (list(flags, "ssh").length) {
+    throw usageError(
+      "--ssh is not supported by this buildctl yet",
+      "forward credentials with --secret instead",
+    );
+  }
+  if (list(flags, "oci-layout").length) {
+    throw usageError("--oci-layout is not supported by this buildctl yet");
+  }
+  if (list(flags, "registry-auth-tlscontext").length) {
+    throw usageError("--registry-auth-tlscontext is not supported by this buildctl yet");
+  }
+  const frontend = str(flags, "frontend") ?? "";
+  const frontendAttrs: Record<string, string> = {};
+  const sde = env("SOURCE_DATE_EPOCH");
+  if (sde) frontendAttrs["build-arg:SOURCE_DATE_EPOCH"] = sde;
+  for (const [k, v] of parseKeyValues(list(flags, "opt"), "--opt")) frontendAttrs[k] = v;
+
+  const localDirs = new Map<string, string>();
+  for (const [name, dir] of parseKeyValues(list(flags, "local"), "--local")) {
+    localDirs.set(name, await checkLocalDir(name, dir));
+  }
+  const outputs = list(flags, "output").map(parseOutput);
+  const exportCache = list(flags, "export-cache").map((v) => parseExportCache(v, env));
+  const importCache = list(flags, "import-cache").map((v) => parseImportCache(v, env));
+  const secrets = list(flags, "secret").map((v) => parseSecret(v, env));
+  const seen = new Set<string>();
+  for (const s of secrets) {
+    if (seen.has(s.id)) throw usageError(`invalid --secret: duplicate secret id "${s.id}"`);
+    seen.add(s.id);
+  }
+  const entitlements = parseAllow(list(flags, "allow"));
+  let progress = str(flags, "progress") ?? "auto";
+  if (progress === "auto" && env("BUILDKIT_PROGRESS")) progress = env("BUILDKIT_PROGRESS")!;
+  const noCache = flags["no-cache"] === true;
+  if (noCache && frontend !== "") frontendAttrs["no-cache"] = "";
+  const cacheImports = importCache.filter((c) =>
+    c.type !== "local" || c.attrs["digest"] !== undefined
+  );
+  if (frontend !== "" && importCache.length) {
+    frontendAttrs["cache-imports"] = JSON.stringify(
+      importCache.map((c) => ({ Type: c.type, Attrs: c.attrs })),
+    );
+  }
+  void cacheImports;
+  return {
+    frontend,
+    frontendAttrs,
+    localDirs,
+    outputs,
+    exportCache,
+    importCache,
+    secrets,
+    entitlements,
+    progress,
+    noCache,
+    metadataFile: str(flags, "metadata-file"),
+    refFile: str(flags, "ref-file"),
+    traceFile: str(flags, "trace"),
+    sourcePolicyFile: str(flags, "source-policy-file"),
+    proxyNetwork: flags["proxy-network"] === true,
+  };
+}
+
+async function checkLocalDir(name: string, dir: string): Promise<string> {
+  let real: string;
+  try {
+    real = await Deno.realPath(dir);
+  } catch (err) {
+    throw new BuildctlError(`invalid --local ${name}=${dir}: ${describeFsError(err)}`, {
+      exitCode: ExitCode.Usage,
+      cause: err,
+    });
+  }
+  const info = await Deno.stat(real);
+  if (!info.isDirectory) {
+    throw new BuildctlError(`invalid --local ${name}=${dir}: not a directory`, {
+      exitCode: ExitCode.Usage,
+    });
+  }
+  return real;
+}
+
+function describeFsError(err: unknown): string {
+  if (err instanceof Deno.errors.NotFound) return "no such file or directory";
+  if (err instanceof Deno.errors.PermissionDenied) return "permission denied";
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Reads an LLB definition from stdin (no `--frontend`). */
+async function readDefinition(g: Globals, noCache: boolean): Promise<Uint8Array> {
+  if (g.io.stdin.isTerminal) {
+    throw usageError("please specify --frontend or pipe LLB definition to stdin");
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of g.io.stdin.readable) {
+    chunks.push(chunk);
+    size += chunk.length;
+  }
+  const bytes = new Uint8Array(size);
+  let off = 0;
+  for (const c of chunks) {
+    bytes.set(c, off);
+    off += c.length;
+  }
+  let def: Definition;
+  try {
+    def = Definition.decode(bytes);
+  } catch (err) {
+    throw new BuildctlError(
+      `cannot read the LLB definition on stdin: ${(err as Error).message}`,
+      {
+        exitCode: ExitCode.Usage,
+        hint: "pipe the output of llb.Definition marshalling, or use --frontend",
+        cause: err,
+      },
+    );
+  }
+  if (def.def.length === 0) {
+    throw usageError("empty definition sent to build. Specify --frontend instead?");
+  }
+  if (noCache) {
+    for (const op of def.def) {
+      const digest = `sha256:${await sha256Hex(op)}`;
+      const md = def.metadata[digest] ?? OpMetadata.create();
+      md.ignoreCache = true;
+      def.metadata[digest] = md;
+    }
+    return Definition.encode(def).finish();
+  }
+  return bytes;
+}
+
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const buf = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Opens the client side of each exporter: files, stdout, dirs. */
+async function openTargets(
+  outputs: OutputSpec[],
+  g: Globals,
+): Promise<(ExporterTarget | undefined)[]> {
+  const targets: (ExporterTarget | undefined)[] = [];
+  let stdoutUsed = false;
+  for (const o of outputs) {
+    const t = o.target;
+    if (t.kind === "dir") {
+      targets.push({
+        kind: "local",
+        dir: resolve(t.path),
+        deleteMode: o.attrs["mode"] === "delete",
+      });
+    } else if (t.kind === "file") {
+      const path = resolve(t.path);
+      try {
+        const st = await Deno.stat(path);
+        if (st.isDirectory) {
+          throw usageError(`invalid --output: destination file "${t.path}" is a directory`);
+        }
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      }
+      try {
+        await Deno.stat(dirname(path));
+      } catch (err) {
+        throw new BuildctlError(
+          `invalid --output: cannot write "${t.path}": ${describeFsError(err)}`,
+          {
+            exitCode: ExitCode.Usage,
+          },
+        );
+      }
+      targets.push({
+        kind: "stream",
+        open: async () =>
+          (await Deno.open(path, { write: true, create: true, truncate: true })).writable,
+      });
+    } else if (t.kind === "stdout") {
+      if (g.io.stdout.isTerminal) {
+        throw usageError(
+          `output file is required for ${o.type} exporter. refusing to write to console`,
+        );
+      }
+      if (stdoutUsed) throw usageError("only one --output can write to stdout");
+      stdoutUsed = true;
+      targets.push({ kind: "stream", open: () => Promise.resolve(stdoutWritable(g)) });
+    } else targets.push(undefined);
+  }
+  return targets;
+}
+
+function stdoutWritable(g: Globals): WritableStream<Uint8Array> {
+  // Do not let the exporter close the process's stdout.
+  return new WritableStream({ write: (chunk) => g.io.stdout.writeBytes(chunk) });
+}
+
+async function build(flags: FlagValues, g: Globals): Promise<number> {
+  const plan = await planBuild(flags, g.io.env);
+  const mode = progressMode(plan.progress, g);
+  const definition = plan.frontend === "" ? await readDefinition(g, plan.noCache) : undefined;
+  const sourcePolicy = plan.sourcePolicyFile
+    ? await readSourcePolicy(plan.sourcePolicyFile)
+    : undefined;
+  const targets = await openTargets(plan.outputs, g);
+  const secrets = new Map(plan.secrets.map((s) => [s.id, s] as const));
+  for (const s of plan.secrets) {
+    if (s.kind === "file") {
+      try {
+        await Deno.stat(s.path);
+      } catch (err) {
+        throw new BuildctlError(
+          `invalid --secret id=${s.id}: cannot read "${s.path}": ${describeFsError(err)}`,
+          {
+            exitCode: ExitCode.Usage,
+          },
+        );
+      }
+    }
+  }
+
+  const log = (e: LogEntry) =>
+    g.io.stderr.write(
+      formatLogEntry(e, { format: g.logFormat, isTerminal: g.io.stderr.isTerminal }),
+    );
+  const cacheExports = await prepareCacheExports(plan.exportCache);
+  const cacheImports = await prepareCacheImports(plan.importCache);
+  cacheImports.warnings.forEach(log);
+  const contentStores = new Map([...cacheExports.stores, ...cacheImports.stores]);
+  const ociDirs: string[] = [];
+  for (const o of plan.outputs) {
+    if ((o.type === "oci" || o.type === "docker") && o.target.kind === "dir") {
+      await prepareOciDirExport(o.target.path, contentStores);
+      ociDirs.push(o.target.path);
+    }
+  }
+  if (plan.frontend !== "" && cacheImports.entries.length) {
+    plan.frontendAttrs["cache-imports"] = JSON.stringify(
+      cacheImports.entries.map((c) => ({ Type: c.type, Attrs: c.attrs })),
+    );
+  }
+
+  const ref = randomId();
+  const client = await connectDaemon(g);
+  let refWritten = false;
+  const writeRef = async () => {
+    if (plan.refFile && !refWritten) {
+      refWritten = true;
+      await Deno.writeTextFile(plan.refFile, ref, { mode: 0o666 });
+    }
+  };
+  try {
+    const session = await startSession(client.control, {
+      localDirs: plan.localDirs,
+      secrets,
+      exporters: targets,
+      contentStores,
+      signal: g.io.signal,
+    });
+    const display = createDisplay(mode, {
+      out: { write: (b: Uint8Array) => (g.io.stderr.writeBytes(b), b.length) },
+      isTerminal: g.io.stderr.isTerminal,
+      env: progressEnv(g),
+      shiftTimes: false,
+    });
+    const shifter = new TimeShifter(Date.now());
+    const trace = plan.traceFile
+      ? await Deno.open(plan.traceFile, { write: true, create: true, append: true, mode: 0o600 })
+      : undefined;
+
+    const req: SolveRequest = SolveRequestCodec.fromPartial({
+      Ref: ref,
+      Session: session.id,
+      Frontend: plan.frontend,
+      FrontendAttrs: plan.frontendAttrs,
+      Exporters: plan.outputs.map((o) => ({ Type: o.type, Attrs: o.attrs })),
+      ExporterDeprecated: plan.outputs[0]?.type ?? "",
+      ExporterAttrsDeprecated: plan.outputs[0]?.attrs ?? {},
+      Cache: {
+        Exports: plan.exportCache.map((c) => ({ Type: c.type, Attrs: c.attrs })),
+        Imports: cacheImports.entries.map((c) => ({ Type: c.type, Attrs: c.attrs })),
+      },
+      Entitlements: plan.entitlements,
+      ProxyNetwork: plan.proxyNetwork,
+    });
+    if (definition) req.Definition = Definition.decode(definition);
+    if (sourcePolicy) req.SourcePolicy = sourcePolicy;
+
+    const encoder = new TextEncoder();
+    const status = followStatus(client, ref, (s) => {
+      const shifted = shifter.apply(s);
+      display.update(shifted);
+      if (trace) writeAll(trace, encoder.encode(encodeSolveStatus(shifted) + "\n"));
+    }, g.io.signal);
+    let response: SolveResponse;
+    try {
+      response = await solve(client, req, g.io.signal);
+    } catch (err) {
+      await status.finish(5000);
+      await display.close();
+      await session.close();
+      trace?.close();
+      await writeRef();
+      throw err;
+    }
+    await status.finish(5000);
+    await display.close();
+    await session.close();
+    trace?.close();
+    await writeRef();
+    const finished = await finishCacheExports(plan.exportCache, response.ExporterResponse, {
+      ociDirs,
+    });
+    finished.warnings.forEach(log);
+    if (plan.metadataFile) await writeMetadataFile(plan.metadataFile, response.ExporterResponse);
+    return ExitCode.Ok;
+  } finally {
+    client.close();
+    await writeRef().catch(() => {});
+  }
+}
+
+function progressMode(flag: string, g: Globals): string {
+  try {
+    return resolveMode(flag, g.io.stderr.isTerminal, { BUILDKIT_PROGRESS: undefined });
+  } catch (err) {
+    throw usageError(
+      `invalid --progress "${flag}": ${(err as Error).message}`,
+      "use auto, plain, tty, rawjson or quiet",
+    );
+  }
+}
+
+function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
+  let off = 0;
+  while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
+}
+
+const PROGRESS_ENV = [
+  "NO_COLOR",
+  "BUILDKIT_COLORS",
+  "BUILDKIT_TTY_LOG_LINES",
+  "TTY_DISPLAY_RATE",
+  "PROGRESS_NO_TRUNC",
+];
+
+function progressEnv(g: Globals): Record<string, string | undefined> {
+  return Object.fromEntries(PROGRESS_ENV.map((k) => [k, g.io.env(k)]));
+}
+
+async function readSourcePolicy(path: string): Promise<Policy> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    throw new BuildctlError(`invalid --source-policy-file "${path}": ${describeFsError(err)}`, {
+      exitCode: ExitCode.Usage,
+    });
+  }
+  try {
+    return Policy.fromJSON(JSON.parse(text));
+  } catch (err) {
+    throw new BuildctlError(`invalid --source-policy-file "${path}": ${(err as Error).message}`, {
+      exitCode: ExitCode.Usage,
+    });
+  }
+}
+
+function solve(
+  client: BuildkitClient,
+  req: SolveRequest,
+  signal: AbortSignal,
+): Promise<SolveResponse> {
+  return new Promise((resolvePromise, reject) => {
+    const call = client.control.solve(req, (err, res) => {
+      signal.removeEventListener("abort", onAbort);
+      if (err) {
+        if (signal.aborted) {
+          reject(new BuildctlError("build canceled", { exitCode: ExitCode.Interrupted }));
+          return;
+        }
+        const mapped = client.mapError(err);
+        if (mapped.exitCode === ExitCode.Failure) {
+          reject(
+            new BuildctlError(`failed to solve: ${mapped.message}`, {
+              exitCode: ExitCode.Failure,
+              cause: err,
+              preamble: sourcePreamble(err),
+            }),
+          );
+        } else reject(mapped);
+      } else resolvePromise(res);
+    });
+    const onAbort = () => call.cancel();
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** The Dockerfile lines of the failure, when the daemon attached them. */
+function sourcePreamble(err: unknown): string | undefined {
+  const md = (err as grpc.ServiceError).metadata;
+  const details = md?.get("grpc-status-details-bin")?.[0];
+  if (!details || typeof details === "string") return undefined;
+  const text = decodeSourceLocations(details).map(renderSourceLocation).join("");
+  return text || undefined;
+}
+
+interface StatusFollower {
+  /** Waits for the stream's end, at most `ms` after the build ended. */
+  finish(ms: number): Promise<void>;
+}
+
+function followStatus(
+  client: BuildkitClient,
+  ref: string,
+  onUpdate: (s: StatusResponse) => void,
+  signal: AbortSignal,
+): StatusFollower {
+  const call = client.control.status({ Ref: ref });
+  let lastActivity = Date.now();
+  const done = new Promise<void>((resolvePromise) => {
+    call.on("data", (s: StatusResponse) => {
+      lastActivity = Date.now();
+      try {
+        onUpdate(s);
+      } catch { /* a display error must not break the build */ }
+    });
+    call.on("error", () => resolvePromise());
+    call.on("end", () => resolvePromise());
+  });
+  const onAbort = () => call.cancel();
+  signal.addEventListener("abort", onAbort, { once: true });
+  return {
+    async finish(ms: number) {
+      // Upstream stops following status 5 s after the last update once Solve returned.
+      for (;;) {
+        const left = lastActivity + ms - Date.now();
+        if (left <= 0) break;
+        const settled = await Promise.race([
+          done.then(() => true),
+          new Promise((r) => setTimeout(() => r(false), left)),
+        ]);
+        if (settled) break;
+      }
+      call.cancel();
+      signal.removeEventListener("abort", onAbort);
+    },
+  };
+}
+
+/** Writes `--metadata-file` as upstream: base64 JSON objects embedded, others as strings, keys sorted. */
+export async function writeMetadataFile(
+  path: string,
+  response: Record<string, string>,
+): Promise<void> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(response).sort()) {
+    const value = response[key]!;
+    out[key] = decodeJsonObject(value) ?? value;
+  }
+  const text = JSON.stringify(sortKeys(out), null, 2);
+  const tmp = `${path}.tmp-${randomId().slice(0, 8)}`;
+  await Deno.writeTextFile(tmp, text, { mode: 0o666 });
+  await Deno.rename(tmp, path);
+}
+
+function decodeJsonObject(value: string): Record<string, unknown> | undefined {
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(value) || value.length % 4 !== 0) return undefined;
+  try {
+    const parsed = JSON.parse(
+      new TextDecoder().decode(Uint8Array.from(atob(value), (c) => c.charCodeAt(0))),
+    );
+    if (
+      parsed && typeof parsed === "object" && !Array.isArray(parsed) && Object.keys(parsed).length
+    ) return parsed;
+  } catch { /* not JSON */ }
+  return undefined;
+}
+
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (v && typeof v === "object") {
+    return Object.fromEntries(
+      Object.keys(v).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]),
+    );
+  }
+  return v;
+}

@@ -1,0 +1,477 @@
+/**
+ * FileSend/DiffCopy: export results coming back from the daemon
+ * (protocol doc §3.9).
+ *
+ * - `type=local`: the stream carries fsutil packets and we are the
+ *   **receiver**. The tree is received into a staging directory (beside
+ *   `dest` when `dest` does not exist yet, else a hidden directory inside
+ *   it) and only moved into place once the whole transfer has succeeded:
+ *   a failed export leaves `dest` untouched. A new `dest` appears with one
+ *   rename; an existing one is merged entry by entry with renames (copy
+ *   mode: extra files are kept; delete mode: they are removed afterwards).
+ * - `tar`/`oci`/`docker`: raw `BytesMessage`s written to a stream.
+ *
+ * Not reproduced from upstream: xattrs and ownership (files belong to the
+ * user running buildctl, which is what upstream's rewrite to the client's
+ * own uid/gid amounts to, save for setgid-directory group inheritance).
+ *
+ * @module
+ */
+
+import { basename, dirname, join } from "node:path";
+import { lutimes } from "node:fs/promises";
+import { GrpcStatusError, type Handler, header, type ServerCall, Status } from "./grpc_server.ts";
+import { decodeBytesMessage } from "./tunnel.ts";
+import {
+  canRequestData,
+  controlPacket,
+  decodePacket,
+  FileMode,
+  isDirMode,
+  isSymlinkMode,
+  PacketType,
+  posixPermBits,
+  type Stat,
+} from "./fsutil_wire.ts";
+import { cleanPath } from "./patternmatcher.ts";
+import { compareNames } from "./walker.ts";
+
+/** `type=local`: write the exported tree into `dir`. */
+export interface LocalExporterTarget {
+  kind: "local";
+  /** Destination directory (created with mode 0700 if missing). */
+  dir: string;
+  /** `mode=delete`: make `dir` mirror the result (remove what is not in it). */
+  deleteMode?: boolean;
+}
+
+/** `type=tar|oci|docker` (tar form): the exporter's bytes go to a stream. */
+export interface StreamExporterTarget {
+  kind: "stream";
+  /**
+   * Opens the destination. `metadata` holds the `exporter-md-*` values the
+   * daemon sent (e.g. `containerimage.digest`). Resolving `undefined` skips
+   * the export (ALREADY_EXISTS, which the daemon treats as success).
+   */
+  open(metadata: Record<string, string>): Promise<WritableStream<Uint8Array> | undefined>;
+}
+
+/** One `--output` as seen by the session. */
+export type ExporterTarget = LocalExporterTarget | StreamExporterTarget;
+
+/** The FileSend/DiffCopy handler for `exporters` (indexed by exporter id). */
+export function fileSendHandler(exporters: ReadonlyArray<ExporterTarget | undefined>): Handler {
+  return async (call) => {
+    const raw = header(call, "buildkit-attachable-exporter-id");
+    const parsed = raw !== undefined && /^[+-]?\d+$/.test(raw) ? Number(raw) : 0;
+    const id = Number.isSafeInteger(parsed) ? parsed : 0;
+    const target = exporters[id];
+    if (!target) throw new GrpcStatusError(Status.UNKNOWN, `exporter ${id} not found`);
+    if (target.kind === "local") {
+      if (target.deleteMode && header(call, "buildkit-exporter-multi-platform") !== "1") {
+        throw new GrpcStatusError(
+          Status.UNKNOWN,
+          "local exporter mode=delete requires a BuildKit daemon with multi-platform local export support",
+        );
+      }
+      await receiveToDir(call, target);
+      return;
+    }
+    const md: Record<string, string> = {};
+    for (const [k, v] of call.headers) {
+      if (k.startsWith("exporter-md-")) md[k.slice("exporter-md-".length)] = v.join(",");
+    }
+    await receiveToStream(call, target, md);
+  };
+}
+
+async function receiveToStream(
+  call: ServerCall,
+  target: StreamExporterTarget,
+  md: Record<string, string>,
+): Promise<void> {
+  const stream = await target.open(md);
+  if (!stream) throw new GrpcStatusError(Status.ALREADY_EXISTS, "target already exists");
+  const writer = stream.getWriter();
+  try {
+    for (;;) {
+      const msg = await call.recv();
+      if (msg === null) break;
+      const data = decodeBytesMessage(msg);
+      if (data.length > 0) await writer.write(data);
+    }
+    await writer.close();
+  } catch (err) {
+    await writer.abort(err).catch(() => {});
+    if (err instanceof GrpcStatusError) throw err;
+    throw new GrpcStatusError(
+      Status.UNKNOWN,
+      `failed to write the export: ${(err as Error).message}`,
+    );
+  }
+}
+
+/** Random suffix for staging names. */
+function randomSuffix(): string {
+  return Array.from(
+    crypto.getRandomValues(new Uint8Array(6)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+}
+
+async function lstatOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
+  try {
+    return await Deno.lstat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+}
+
+async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
+  try {
+    return await Deno.stat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+}
+
+/** Seconds (with µs precision) for utime from a ns timestamp. */
+function nsToSeconds(ns: bigint): number {
+  return Number(ns / 1000n) / 1e6;
+}
+
+interface DirMeta {
+  rel: string;
+  stat: Stat;
+}
+
+/** Receives a `type=local` export into `target.dir` (staged, then moved into place). */
+async function receiveToDir(call: ServerCall, target: LocalExporterTarget): Promise<void> {
+  const dest = target.dir;
+  const existing = await statOrUndefined(dest);
+  if (existing && !existing.isDirectory) {
+    throw new GrpcStatusError(
+      Status.UNKNOWN,
+      `failed to create synctarget dest dir ${dest}: not a directory`,
+    );
+  }
+  let staging: string;
+  try {
+    if (existing) {
+      staging = join(dest, `.buildctl-export-${randomSuffix()}`);
+    } else {
+      await Deno.mkdir(dirname(dest), { recursive: true, mode: 0o700 });
+      staging = join(dirname(dest), `.${basename(dest)}.buildctl-${randomSuffix()}`);
+    }
+    await Deno.mkdir(staging, { mode: 0o700 });
+    await Deno.chmod(staging, 0o700);
+  } catch (err) {
+    throw new GrpcStatusError(
+      Status.UNKNOWN,
+      `failed to create synctarget dest dir ${dest}: ${(err as Error).message}`,
+    );
+  }
+
+  let committed = false;
+  try {
+    const received = await receiveTree(call, staging, target.deleteMode === true);
+    await commit(staging, dest, received, target.deleteMode === true);
+    committed = true;
+  } catch (err) {
+    if (err instanceof GrpcStatusError) throw err;
+    throw new GrpcStatusError(Status.UNKNOWN, (err as Error).message ?? String(err));
+  } finally {
+    if (!committed) await Deno.remove(staging, { recursive: true }).catch(() => {});
+  }
+}
+
+/** What was received: the stats of directories, and all relative paths (for delete mode). */
+interface ReceivedTree {
+  dirs: DirMeta[];
+  paths: Set<string> | undefined;
+}
+
+interface PendingFile {
+  abs: string;
+  stat: Stat;
+  file: Deno.FsFile | undefined;
+}
+
+/** Order check of fsutil's Validator: parents first, names strictly increasing per dir. */
+class OrderValidator {
+  #stack: { dir: string; last: string }[] = [{ dir: "", last: "" }];
+  #hasLast: boolean[] = [false];
+
+  check(p: string, isDir: boolean): void {
+    if (p !== cleanPath(p) || p === ".") throw new Error(`unclean path ${p}: invalid argument`);
+    if (p.startsWith("/")) throw new Error(`absolute path ${p}: invalid argument`);
+    if (p === ".." || p.startsWith("../")) throw new Error(`escape check ${p}: invalid argument`);
+    const slash = p.lastIndexOf("/");
+    const dir = slash < 0 ? "" : p.slice(0, slash);
+    const base = slash < 0 ? p : p.slice(slash + 1);
+    while (this.#stack.length > 1 && this.#stack[this.#stack.length - 1]!.dir !== dir) {
+      this.#stack.pop();
+      this.#hasLast.pop();
+    }
+    const top = this.#stack[this.#stack.length - 1]!;
+    const i = this.#stack.length - 1;
+    if (top.dir !== dir || (this.#hasLast[i] && compareNames(top.last, base) >= 0)) {
+      const prev = top.dir ? `${top.dir}/${top.last}` : top.last;
+      throw new Error(`changes out of order: "${p}" "${prev}"`);
+    }
+    top.last = base;
+    this.#hasLast[i] = true;
+    if (isDir) {
+      this.#stack.push({ dir: p, last: "" });
+      this.#hasLast.push(false);
+    }
+  }
+}
+
+async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.length) off += await file.write(data.subarray(off));
+}
+
+async function mknod(abs: string, stat: Stat): Promise<void> {
+  const perm = (posixPermBits(stat.mode) & 0o7777).toString(8);
+  let args: string[];
+  if (stat.mode & FileMode.CharDevice) {
+    args = [abs, "c", String(stat.devmajor), String(stat.devminor)];
+  } else if (stat.mode & FileMode.NamedPipe) args = [abs, "p"];
+  else args = [abs, "b", String(stat.devmajor), String(stat.devminor)];
+  const out = await new Deno.Command("mknod", {
+    args: ["-m", perm, ...args],
+    stderr: "piped",
+    stdout: "null",
+  })
+    .output();
+  if (!out.success) {
+    throw new Error(new TextDecoder().decode(out.stderr).trim() || `mknod exited ${out.code}`);
+  }
+}
+
+/** Runs the receiver side of the fsutil protocol, writing into `root`. */
+async function receiveTree(
+  call: ServerCall,
+  root: string,
+  keepPaths: boolean,
+): Promise<ReceivedTree> {
+  const order = new OrderValidator();
+  const seenFiles = new Set<string>();
+  const pending = new Map<number, PendingFile>();
+  const dirs: DirMeta[] = [];
+  const paths = keepPaths ? new Set<string>() : undefined;
+  let nextId = 0;
+  let statsDone = false;
+  let finSent = false;
+
+  const finishIfDone = async () => {
+    if (!statsDone || pending.size > 0 || finSent) return;
+    // Directory modes and mtimes last, deepest first, once their contents are written.
+    for (let i = dirs.length - 1; i >= 0; i--) {
+      const d = dirs[i]!;
+      const abs = join(root, d.rel);
+      try {
+        await Deno.chmod(abs, posixPermBits(d.stat.mode));
+        await Deno.utime(abs, nsToSeconds(d.stat.modTime), nsToSeconds(d.stat.modTime));
+      } catch (err) {
+        throw new Error(`error setting dir metadata for ${d.rel}: ${(err as Error).message}`);
+      }
+    }
+    finSent = true;
+    await call.sendFramed(controlPacket(PacketType.FIN));
+  };
+
+  try {
+    for (;;) {
+      let msg;
+      try {
+        msg = await call.recv();
+      } catch (err) {
+        if (finSent) break; // the daemon may cancel instead of closing after FIN
+        throw err;
+      }
+      if (msg === null) {
+        if (finSent) break;
+        throw new Error("sender closed the stream before the end of the transfer");
+      }
+      if (finSent) continue;
+      const p = decodePacket(msg);
+      switch (p.type) {
+        case PacketType.ERR:
+          throw new Error(`error from sender: ${new TextDecoder().decode(p.data)}`);
+        case PacketType.STAT: {
+          if (!p.stat) {
+            statsDone = true;
+            await finishIfDone();
+            break;
+          }
+          const stat = p.stat;
+          const id = nextId++;
+          const rel = stat.path;
+          const isDir = isDirMode(stat.mode);
+          order.check(rel, isDir);
+          paths?.add(rel);
+          const abs = join(root, rel);
+          const isLink = isSymlinkMode(stat.mode);
+          try {
+            if (isDir) {
+              await Deno.mkdir(abs, { mode: 0o700 });
+              dirs.push({ rel, stat });
+            } else if (isLink) {
+              await Deno.symlink(stat.linkname, abs);
+              await lutimes(abs, nsToSeconds(stat.modTime), nsToSeconds(stat.modTime)).catch(
+                () => {},
+              );
+            } else if (stat.mode & (FileMode.Device | FileMode.NamedPipe)) {
+              await mknod(abs, stat);
+              await Deno.utime(abs, nsToSeconds(stat.modTime), nsToSeconds(stat.modTime));
+            } else if (stat.linkname !== "") {
+              if (!seenFiles.has(stat.linkname)) {
+                throw new Error(`invalid link ${rel} to unknown path: "${stat.linkname}"`);
+              }
+              await Deno.link(join(root, stat.linkname), abs);
+            } else {
+              seenFiles.add(rel);
+              const f = await Deno.open(abs, {
+                write: true,
+                create: true,
+                truncate: true,
+                mode: 0o600,
+              });
+              f.close();
+              if (canRequestData(stat.mode)) {
+                pending.set(id, { abs, stat, file: undefined });
+                await call.sendFramed(controlPacket(PacketType.REQ, id));
+              } else {
+                await applyFileMeta(abs, stat);
+              }
+            }
+          } catch (err) {
+            if ((err as Error).message?.startsWith("invalid link")) throw err;
+            throw new Error(`failed to create ${rel}: ${(err as Error).message}`);
+          }
+          break;
+        }
+        case PacketType.DATA: {
+          const pf = pending.get(p.id);
+          if (!pf) throw new Error(`invalid file request ${p.id}`);
+          if (p.data.length > 0) {
+            try {
+              pf.file ??= await Deno.open(pf.abs, { write: true });
+              await writeAll(pf.file, p.data);
+            } catch (err) {
+              throw new Error(`failed to write ${pf.stat.path}: ${(err as Error).message}`);
+            }
+          } else {
+            pf.file?.close();
+            pf.file = undefined;
+            pending.delete(p.id);
+            await applyFileMeta(pf.abs, pf.stat);
+            await finishIfDone();
+          }
+          break;
+        }
+        default:
+          break;
+      }
+    }
+  } finally {
+    for (const pf of pending.values()) pf.file?.close();
+  }
+  return { dirs, paths };
+}
+
+async function applyFileMeta(abs: string, stat: Stat): Promise<void> {
+  try {
+    await Deno.chmod(abs, posixPermBits(stat.mode));
+    await Deno.utime(abs, nsToSeconds(stat.modTime), nsToSeconds(stat.modTime));
+  } catch (err) {
+    throw new Error(`error setting metadata for ${stat.path}: ${(err as Error).message}`);
+  }
+}
+
+/** Moves the staged tree into `dest`: one rename when possible, else a merge. */
+async function commit(
+  staging: string,
+  dest: string,
+  tree: ReceivedTree,
+  deleteMode: boolean,
+): Promise<void> {
+  const existing = await lstatOrUndefined(dest);
+  if (!existing && dirname(staging) === dirname(dest)) {
+    try {
+      await Deno.rename(staging, dest);
+      return;
+    } catch (err) {
+      // Another stream (multi-platform) created dest meanwhile: merge instead.
+      if (
+        !(err instanceof Deno.errors.AlreadyExists) &&
+        !/ENOTEMPTY|not empty|exists/i.test(String(err))
+      ) {
+        throw new Error(`failed to move the export into ${dest}: ${(err as Error).message}`);
+      }
+    }
+  }
+  const dirStats = new Map(tree.dirs.map((d) => [d.rel, d.stat]));
+  try {
+    await mergeDir(staging, dest, "", dirStats);
+    if (deleteMode && tree.paths) await removeExtra(dest, "", tree.paths, basename(staging));
+  } catch (err) {
+    throw new Error(
+      `failed to move the export into ${dest} (it may now hold a mix of old and new files): ${
+        (err as Error).message
+      }`,
+    );
+  }
+  await Deno.remove(staging, { recursive: true }).catch(() => {});
+}
+
+async function mergeDir(
+  src: string,
+  dst: string,
+  rel: string,
+  dirStats: Map<string, Stat>,
+): Promise<void> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(src)) names.push(e.name);
+  names.sort(compareNames);
+  for (const name of names) {
+    const s = join(src, name);
+    const d = join(dst, name);
+    const r = rel ? `${rel}/${name}` : name;
+    const sInfo = await Deno.lstat(s);
+    const dInfo = await lstatOrUndefined(d);
+    if (sInfo.isDirectory && dInfo?.isDirectory) {
+      await mergeDir(s, d, r, dirStats);
+      const st = dirStats.get(r);
+      if (st) {
+        await Deno.chmod(d, posixPermBits(st.mode));
+        await Deno.utime(d, nsToSeconds(st.modTime), nsToSeconds(st.modTime));
+      }
+      continue;
+    }
+    if (dInfo && (dInfo.isDirectory || sInfo.isDirectory)) {
+      await Deno.remove(d, { recursive: true });
+    }
+    await Deno.rename(s, d);
+  }
+}
+
+async function removeExtra(
+  dir: string,
+  rel: string,
+  keep: Set<string>,
+  stagingName: string,
+): Promise<void> {
+  for await (const e of Deno.readDir(dir)) {
+    if (rel === "" && e.name === stagingName) continue;
+    const r = rel ? `${rel}/${e.name}` : e.name;
+    const abs = join(dir, e.name);
+    if (!keep.has(r)) await Deno.remove(abs, { recursive: true });
+    else if (e.isDirectory) await removeExtra(abs, r, keep, stagingName);
+  }
+}

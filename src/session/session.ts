@@ -1,0 +1,192 @@
+/**
+ * The BuildKit session: the `Control/Session` tunnel with our gRPC server
+ * inside it, serving health, file sync (both directions), secrets and auth
+ * to the daemon (protocol doc §2–§4).
+ *
+ * @module
+ */
+
+import * as grpc from "@grpc/grpc-js";
+import type { ControlClient } from "../gen/github.com/moby/buildkit/api/services/control/control.ts";
+import { BuildctlError } from "../errors.ts";
+import { type Handler, serveGrpc } from "./grpc_server.ts";
+import { openTunnel, tunnelEnvelope } from "./tunnel.ts";
+import { fileSyncHandler, type SenderOptions, type SenderStats } from "./filesync_send.ts";
+import { type ExporterTarget, fileSendHandler } from "./filesync_receive.ts";
+import { secretsHandler, type SecretSource } from "./secrets.ts";
+import { authHandlers, type AuthOptions } from "./auth.ts";
+import { contentStoreHandlers } from "./content_store.ts";
+
+export type {
+  ExporterTarget,
+  LocalExporterTarget,
+  StreamExporterTarget,
+} from "./filesync_receive.ts";
+export type { SecretSource } from "./secrets.ts";
+export type { AuthOptions } from "./auth.ts";
+export type { SenderOptions, SenderStats } from "./filesync_send.ts";
+
+export type { Handler, ServerCall } from "./grpc_server.ts";
+
+/**
+ * Method paths we serve (exact, as advertised to the daemon). The Auth
+ * token-authority methods are not served: the daemon gets UNIMPLEMENTED and
+ * fetches registry tokens itself with the credentials.
+ */
+export const Methods = {
+  healthCheck: "/grpc.health.v1.Health/Check",
+  fileSyncDiffCopy: "/moby.filesync.v1.FileSync/DiffCopy",
+  fileSendDiffCopy: "/moby.filesync.v1.FileSend/DiffCopy",
+  getSecret: "/moby.buildkit.secrets.v1.Secrets/GetSecret",
+  authCredentials: "/moby.filesync.v1.Auth/Credentials",
+} as const;
+
+/** What the session offers the daemon. */
+export interface SessionOptions {
+  /** `--local` dirs: name → absolute directory. FileSync is exposed only when non-empty. */
+  localDirs?: ReadonlyMap<string, string>;
+  /** Export targets indexed by exporter id (= index in `SolveRequest.Exporters`); holes allowed. */
+  exporters?: ReadonlyArray<ExporterTarget | undefined>;
+  /** `--secret` sources by id. The Secrets service is always exposed (unknown id → NOT_FOUND). */
+  secrets?: ReadonlyMap<string, SecretSource>;
+  /** Registry credentials (docker config). Default: read `$DOCKER_CONFIG/config.json` lazily; `false` disables. */
+  auth?: AuthOptions | false;
+  /** Shared key sent in the session header (upstream buildctl: empty). */
+  sharedKey?: string;
+  /** Aborting it tears the session down at once (no graceful half-close). */
+  signal?: AbortSignal;
+  /**
+   * More gRPC methods to serve, by full path (e.g. the content store's
+   * `/containerd.services.content.v1.Content/*`). They are advertised like
+   * the built-in ones and may not replace them.
+   */
+  services?: ReadonlyMap<string, Handler>;
+  /** Content stores (`local:<dir>` for local cache, `export` for oci/docker dirs) → OCI layout dir. */
+  contentStores?: ReadonlyMap<string, string>;
+  /** Tuning and test hooks of the file-sync sender (chunk size, concurrency, path recording, fs errors). */
+  sender?: SenderOptions;
+  /**
+   * Asks the daemon to health-check the session every this many ms (≥1000)
+   * and to drop it after one miss (`x-buildkit-session-health-custom-timeout`,
+   * meant for tests). Default: the daemon's 5 s interval, 2 misses.
+   */
+  healthCheckTimeoutMs?: number;
+}
+
+/** A running session. */
+export interface Session {
+  /** The session id: put it in `SolveRequest.Session`. */
+  readonly id: string;
+  /** Per local dir name: what the file-sync sender transferred (for tests and debug output). */
+  readonly stats: ReadonlyMap<string, SenderStats>;
+  /**
+   * Half-closes the tunnel and waits (bounded) until the daemon ends it;
+   * then tears everything down. Idempotent.
+   */
+  close(): Promise<void>;
+  /** Settles when the session has ended, for whatever reason. Never rejects. */
+  readonly closed: Promise<void>;
+}
+
+/** A 25-character base36 random id, like upstream `identity.NewID`. */
+export function newSessionId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  let n = 0n;
+  for (const b of bytes) n = (n << 8n) | BigInt(b);
+  return n.toString(36).padStart(25, "0");
+}
+
+const HEALTH_SERVING = new Uint8Array([0x08, 0x01]);
+/** How long `close()` waits for the daemon to end the tunnel after our half-close. */
+const CLOSE_TIMEOUT_MS = 5_000;
+
+/**
+ * Opens the session tunnel on `control` and starts serving. Resolves once the
+ * call is started: the daemon registers the session when the call arrives,
+ * so `Solve` (with `Session: session.id`) may be sent right away.
+ *
+ * @throws {BuildctlError} when the tunnel cannot be opened.
+ */
+export function startSession(control: ControlClient, opts: SessionOptions = {}): Promise<Session> {
+  const id = newSessionId();
+  const handlers = new Map<string, Handler>();
+  handlers.set(Methods.healthCheck, async (call) => {
+    await call.recv();
+    await call.send(HEALTH_SERVING);
+  });
+
+  const stats = new Map<string, SenderStats>();
+  if (opts.localDirs && opts.localDirs.size > 0) {
+    handlers.set(Methods.fileSyncDiffCopy, fileSyncHandler(opts.localDirs, stats, opts.sender));
+  }
+  if (opts.exporters && opts.exporters.some((e) => e !== undefined)) {
+    handlers.set(Methods.fileSendDiffCopy, fileSendHandler(opts.exporters));
+  }
+  handlers.set(Methods.getSecret, secretsHandler(opts.secrets ?? new Map()));
+  if (opts.auth !== false) {
+    for (const [path, h] of authHandlers(opts.auth ?? {})) handlers.set(path, h);
+  }
+  for (const [path, h] of opts.services ?? []) {
+    if (handlers.has(path)) {
+      return Promise.reject(new BuildctlError(`session method ${path} is served twice`));
+    }
+    handlers.set(path, h);
+  }
+
+  const md = new grpc.Metadata();
+  md.set("x-docker-expose-session-uuid", id);
+  md.set("x-docker-expose-session-sharedkey", opts.sharedKey ?? "");
+  // One header field per method: the daemon does not split values on commas.
+  if (opts.contentStores && opts.contentStores.size > 0) {
+    for (const [path, h] of contentStoreHandlers(opts.contentStores)) handlers.set(path, h);
+  }
+  for (const path of handlers.keys()) md.add("x-docker-expose-session-grpc-method", path);
+  if (opts.healthCheckTimeoutMs !== undefined) {
+    md.set(
+      "x-buildkit-session-health-custom-timeout",
+      String(Math.round(opts.healthCheckTimeoutMs)),
+    );
+  }
+
+  let tunnel: ReturnType<typeof openTunnel>;
+  try {
+    tunnel = openTunnel(control, md);
+  } catch (err) {
+    return Promise.reject(
+      new BuildctlError(`cannot open the session: ${(err as Error).message}`, { cause: err }),
+    );
+  }
+  const conn = serveGrpc(tunnel.duplex, handlers, { h2: { envelope: tunnelEnvelope } });
+
+  const closed = Promise.race([conn.closed, tunnel.ended.then(() => {})]).then(() => {
+    conn.close();
+  });
+
+  const teardown = () => {
+    conn.close();
+    tunnel.call.cancel();
+  };
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      // Half-close our side of the tunnel, then wait (bounded) for the daemon to end it.
+      tunnel.duplex.end();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        tunnel.ended,
+        new Promise<void>((r) => timer = setTimeout(r, CLOSE_TIMEOUT_MS)),
+      ]);
+      clearTimeout(timer);
+      teardown();
+      await closed;
+    })();
+    return closing;
+  };
+  if (opts.signal) {
+    if (opts.signal.aborted) teardown();
+    else opts.signal.addEventListener("abort", teardown, { once: true });
+    closed.then(() => opts.signal?.removeEventListener("abort", teardown));
+  }
+
+  return Promise.resolve({ id, stats, close, closed });
+}
