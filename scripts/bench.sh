@@ -42,3 +42,9 @@ UP=("$TOOLS/bin/buildctl-upstream" --addr "$ADDR")
 echo "bench: $N runs each, daemon $(buildkitd --version | cut -d' ' -f3)"
 report "debug workers" "$(measure ours-workers "${OURS[@]}" debug workers)" "$(measure up-workers "${UP[@]}" debug workers)"
 report "du" "$(measure ours-du "${OURS[@]}" du)" "$(measure up-du "${UP[@]}" du)"
+
+if [[ "${BENCH_BUILD:-1}" == 1 ]]; then
+  cleanup
+  trap - EXIT
+  bash "$ROOT/scripts/bench_build.sh" "${BENCH_BUILD_RUNS:-3}"
+fi

@@ -7,8 +7,9 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
-import { daemonTest, type TestDaemon } from "./_util/daemon.ts";
-import { runBuildctl, type RunResult, runUpstream } from "./_util/run.ts";
+import { daemonTest, startDaemon, type TestDaemon } from "./_util/daemon.ts";
+import { buildctlCommand, runBuildctl, type RunResult, runUpstream } from "./_util/run.ts";
+import { TEST_PATH } from "./_util/paths.ts";
 import { busyboxArgs } from "./_util/busybox.ts";
 import { describeTree, tarMembers } from "./_util/tree.ts";
 import { Definition, Op } from "../src/gen/github.com/moby/buildkit/solver/pb/ops.ts";
@@ -405,6 +406,104 @@ Deno.test("build bad input: clear messages naming the flag or file, exit 2, noth
       "nothing was written",
     );
   } finally {
+    await Deno.remove(ctx, { recursive: true });
+  }
+});
+
+/** Starts our buildctl in the background (same command line as runBuildctl). */
+function spawnBuildctl(args: string[]): Deno.ChildProcess {
+  const [cmd, ...pre] = buildctlCommand();
+  return new Deno.Command(cmd!, {
+    args: [...pre, ...args],
+    env: { PATH: TEST_PATH, HOME: Deno.env.get("HOME") ?? "/root", NO_COLOR: "1" },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+async function waitFor(pred: () => Promise<boolean>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+daemonTest("Ctrl-C cancels the build on the daemon and exits 130", async (_t, d) => {
+  const ctx = await Deno.makeTempDir({ prefix: "bctx-" });
+  try {
+    await Deno.writeTextFile(join(ctx, "Dockerfile"), "FROM busybox\nRUN sleep 60\n");
+    const child = spawnBuildctl([
+      "--addr",
+      d.addr,
+      "build",
+      "--progress=plain",
+      ...dockerfileArgs(ctx),
+      ...(await busyboxArgs()),
+    ]);
+    const stderr: string[] = [];
+    const reading = (async () => {
+      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+        stderr.push(chunk);
+      }
+    })();
+    await waitFor(() => Promise.resolve(stderr.join("").includes("RUN sleep 60")), 30_000);
+    await new Promise((r) => setTimeout(r, 500));
+    const t0 = Date.now();
+    child.kill("SIGINT");
+    const status = await child.status;
+    await reading;
+    await child.stdout.cancel();
+    assert.equal(status.code, 130, stderr.join(""));
+    assert.ok(Date.now() - t0 < 6000, "exited within seconds");
+    assert.match(stderr.join(""), /error: build canceled/);
+    // The daemon is left with no running build.
+    await waitFor(async () => {
+      const ps = await new Deno.Command("pgrep", { args: ["-f", "sleep 60"], stdout: "piped" })
+        .output();
+      return ps.code !== 0;
+    }, 15_000);
+  } finally {
+    await Deno.remove(ctx, { recursive: true });
+  }
+});
+
+Deno.test("a daemon that dies mid-build gives a clear error within seconds", async () => {
+  const d = await startDaemon();
+  const ctx = await Deno.makeTempDir({ prefix: "bctx-" });
+  try {
+    await Deno.writeTextFile(join(ctx, "Dockerfile"), "FROM busybox\nRUN sleep 60\n");
+    const child = spawnBuildctl([
+      "--addr",
+      d.addr,
+      "build",
+      "--progress=plain",
+      ...dockerfileArgs(ctx),
+      ...(await busyboxArgs()),
+    ]);
+    const stderr: string[] = [];
+    const reading = (async () => {
+      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+        stderr.push(chunk);
+      }
+    })();
+    await waitFor(() => Promise.resolve(stderr.join("").includes("RUN sleep 60")), 30_000);
+    const t0 = Date.now();
+    Deno.kill(d.pid, "SIGKILL");
+    const status = await child.status;
+    await reading;
+    await child.stdout.cancel();
+    assert.equal(status.code, 69, stderr.join(""));
+    assert.ok(Date.now() - t0 < 10_000, "failed within seconds, no hang");
+    assert.match(
+      stderr.join(""),
+      /error: lost the connection to buildkitd at unix:\/\/.* during the build/,
+    );
+  } finally {
+    await d.stop();
+    await new Deno.Command("pkill", { args: ["-f", "sleep 60"] }).output();
     await Deno.remove(ctx, { recursive: true });
   }
 });

@@ -554,7 +554,20 @@ function solve(
           return;
         }
         const mapped = client.mapError(err);
-        if (mapped.exitCode === ExitCode.Failure) {
+        if (mapped.exitCode === ExitCode.Unavailable) {
+          reject(
+            new BuildctlError(
+              `lost the connection to buildkitd at ${client.address.url} during the build: ${
+                (err as grpc.ServiceError).details || "connection dropped"
+              }`,
+              {
+                exitCode: ExitCode.Unavailable,
+                cause: err,
+                hint: "the daemon stopped or crashed; its log tells why (buildctl daemon logs)",
+              },
+            ),
+          );
+        } else if (mapped.exitCode === ExitCode.Failure) {
           reject(
             new BuildctlError(`failed to solve: ${mapped.message}`, {
               exitCode: ExitCode.Failure,
