@@ -7,7 +7,7 @@
  */
 
 import { resolve } from "node:path";
-import type { Command, Invocation } from "../command.ts";
+import type { Command, Flag, Invocation } from "../command.ts";
 import type { Globals } from "../globals.ts";
 import { setAutoStart } from "../connect.ts";
 import { formatGoDuration } from "../format/units.ts";
@@ -57,6 +57,22 @@ function str(inv: Invocation<Globals>, name: string): string | undefined {
 }
 
 const report = (g: Globals) => (line: string) => g.io.stderr.write(`${line}\n`);
+
+/** `--format text|json` of `daemon state` and `daemon doctor`. */
+const TEXT_OR_JSON_FLAG: Flag = {
+  name: "format",
+  kind: "string",
+  usage: 'output format: "text" or "json"',
+  defaultText: '"text"',
+};
+
+function textOrJson(inv: Invocation<Globals>): "text" | "json" {
+  const format = str(inv, "format") ?? "text";
+  if (format !== "text" && format !== "json") {
+    throw usageError(`unsupported --format "${format}"`, 'use "text" or "json"');
+  }
+  return format;
+}
 
 /** The `daemon` command tree. */
 export function daemonCommand(): Command<Globals> {
@@ -175,18 +191,10 @@ function stateCommand(): Command<Globals> {
     name: "state",
     aliases: ["status"],
     usage: "show whether the daemon runs, and how",
-    flags: [{
-      name: "format",
-      kind: "string",
-      usage: 'output format: "text" or "json"',
-      defaultText: '"text"',
-    }],
+    flags: [TEXT_OR_JSON_FLAG],
     async action(inv) {
       const g = inv.globals;
-      const format = str(inv, "format") ?? "text";
-      if (format !== "text" && format !== "json") {
-        throw usageError(`unsupported --format "${format}"`, 'use "text" or "json"');
-      }
+      const format = textOrJson(inv);
       const ctx = daemonContext(g.io.env);
       const s = await daemonState(ctx.paths);
       if (format === "json") g.io.stdout.write(JSON.stringify(s, null, 2) + "\n");
@@ -378,18 +386,10 @@ function doctorCommand(): Command<Globals> {
   return {
     name: "doctor",
     usage: "check every prerequisite of the daemon and print the fix for each problem",
-    flags: [{
-      name: "format",
-      kind: "string",
-      usage: 'output format: "text" or "json"',
-      defaultText: '"text"',
-    }],
+    flags: [TEXT_OR_JSON_FLAG],
     async action(inv) {
       const g = inv.globals;
-      const format = str(inv, "format") ?? "text";
-      if (format !== "text" && format !== "json") {
-        throw usageError(`unsupported --format "${format}"`, 'use "text" or "json"');
-      }
+      const format = textOrJson(inv);
       const ctx = daemonContext(g.io.env);
       const r = await doctor(ctx.id, ctx.paths, g.io.env);
       g.io.stdout.write(format === "json" ? JSON.stringify(r, null, 2) + "\n" : renderDoctor(r));
