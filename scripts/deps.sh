@@ -49,7 +49,7 @@ fi
 # tool (buildkit's go.mod has exclude directives), so we fetch the same module
 # through the module proxy and build the two commands from it, stamped with
 # the version exactly as upstream's release build does.
-if [[ ! -x "$TOOLS/bin/buildkitd" || ! -x "$TOOLS/bin/buildctl-upstream" ]] ||
+if [[ ! -x "$TOOLS/bin/buildkitd" || ! -x "$TOOLS/bin/buildctl-upstream" || ! -x "$TOOLS/bin/dockerfile-frontend" ]] ||
   ! "$TOOLS/bin/buildkitd" --version 2>/dev/null | grep -q " $BUILDKIT_VERSION "; then
   command -v go >/dev/null || { log "go is required to build buildkitd (apt-get install golang-go)"; exit 1; }
   log "building github.com/moby/buildkit/cmd/{buildkitd,buildctl}@$BUILDKIT_VERSION"
@@ -59,10 +59,13 @@ if [[ ! -x "$TOOLS/bin/buildkitd" || ! -x "$TOOLS/bin/buildctl-upstream" ]] ||
   gobin="$TOOLS/go-bin"
   mkdir -p "$gobin"
   ldflags="-X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION -X github.com/moby/buildkit/version.Revision=release"
-  (cd "$moddir" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$gobin/" ./cmd/buildkitd ./cmd/buildctl)
+  (cd "$moddir" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$gobin/" \
+    ./cmd/buildkitd ./cmd/buildctl ./frontend/dockerfile/cmd/dockerfile-frontend)
   cp -f "$gobin/buildkitd" "$TOOLS/bin/buildkitd"
   # The upstream client gets a name that can never be mistaken for ours.
   cp -f "$gobin/buildctl" "$TOOLS/bin/buildctl-upstream"
+  # The Dockerfile frontend as a gateway image, for `--frontend gateway.v0` tests.
+  cp -f "$gobin/dockerfile-frontend" "$TOOLS/bin/dockerfile-frontend"
 fi
 
 # --- npm modules for Deno (from deno.lock) -------------------------------------
