@@ -507,3 +507,51 @@ Deno.test("a daemon that dies mid-build gives a clear error within seconds", asy
     await Deno.remove(ctx, { recursive: true });
   }
 });
+
+daemonTest(
+  "an unreadable file in the context fails the build and names the file",
+  async (_t, d) => {
+    // Run our buildctl as an unprivileged user (root reads everything).
+    const ctx = await Deno.makeTempDir({ prefix: "bctx-" });
+    const denoDir = await Deno.makeTempDir({ prefix: "denodir-" });
+    try {
+      await Deno.writeTextFile(join(ctx, "Dockerfile"), "FROM scratch\nCOPY . /\n");
+      await Deno.writeTextFile(join(ctx, "ok.txt"), "fine\n");
+      await Deno.writeTextFile(join(ctx, "locked.txt"), "root only\n");
+      await Deno.chmod(join(ctx, "locked.txt"), 0o000);
+      await Deno.chown(ctx, 65534, 65534);
+      await Deno.chown(join(ctx, "Dockerfile"), 65534, 65534);
+      await Deno.chown(join(ctx, "ok.txt"), 65534, 65534);
+      await Deno.chown(denoDir, 65534, 65534);
+      await Deno.chmod(d.dir, 0o711);
+    await Deno.chmod(d.socket, 0o666);
+      const [deno, ...pre] = buildctlCommand();
+      const r = await new Deno.Command("setpriv", {
+        args: [
+          "--reuid=65534",
+          "--regid=65534",
+          "--clear-groups",
+          deno!,
+          ...pre,
+          "--addr",
+          d.addr,
+          "build",
+          "--progress=plain",
+          ...dockerfileArgs(ctx),
+        ],
+        env: { PATH: TEST_PATH, HOME: denoDir, DENO_DIR: denoDir, NO_COLOR: "1" },
+        clearEnv: true,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(r.stderr);
+      assert.equal(r.code, 1, stderr);
+      assert.match(stderr, /locked\.txt/);
+      assert.match(stderr, /[Pp]ermission denied/);
+    } finally {
+      await Deno.remove(ctx, { recursive: true });
+      await Deno.remove(denoDir, { recursive: true });
+    }
+  },
+);
