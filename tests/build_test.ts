@@ -524,7 +524,7 @@ daemonTest(
       await Deno.chown(join(ctx, "ok.txt"), 65534, 65534);
       await Deno.chown(denoDir, 65534, 65534);
       await Deno.chmod(d.dir, 0o711);
-    await Deno.chmod(d.socket, 0o666);
+      await Deno.chmod(d.socket, 0o666);
       const [deno, ...pre] = buildctlCommand();
       const r = await new Deno.Command("setpriv", {
         args: [
