@@ -162,6 +162,13 @@ nsTest(
       `no subordinate gid range for user "${TEST_USER}" in /etc/subgid`,
     );
     assertStringIncludes(r.stderr, "hint: run 'buildctl daemon doctor' for every check");
+    // The other way in: the exact one-time grant an administrator runs.
+    assertMatch(
+      r.stderr,
+      new RegExp(
+        `or an administrator can grant you a daemon once with:\\n  sudo buildctl daemon start --root=/home/${TEST_USER}/\\.local/share/buildctl-deno --allow-user=${TEST_USER}`,
+      ),
+    );
 
     const d = await sb.buildctl(["daemon", "doctor"], { user: true });
     assertEquals(d.code, 1);

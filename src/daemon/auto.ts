@@ -15,6 +15,7 @@
  * @module
  */
 
+import { startViaLauncher } from "./launcher_client.ts";
 import { acquireLock, type HeldLock } from "./lock.ts";
 import { type DaemonPaths, daemonPaths, ensureRunDir, SYSTEM_SOCKET } from "./paths.ts";
 import { currentIdentity, type Identity } from "./proc.ts";
@@ -109,6 +110,16 @@ export interface AutoOptions {
 export async function resolveDefaultDaemon(opts: AutoOptions): Promise<string> {
   const ctx = daemonContext(opts.env);
   const { paths, id } = ctx;
+  // First rung: a user an administrator granted a daemon uses it (through
+  // `sudo -n <launcher> start` when it is not running).
+  if (id.euid !== 0) {
+    const viaLauncher = await startViaLauncher({
+      env: opts.env,
+      uid: id.euid,
+      onStarting: () => opts.report("starting buildkitd through the launcher (sudo -n)"),
+    });
+    if (viaLauncher) return viaLauncher;
+  }
   try {
     ensureRunDir(paths, id.euid);
     await holdClientLock(paths);

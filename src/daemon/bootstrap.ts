@@ -27,6 +27,7 @@
  * @module
  */
 
+import { grantAdvice } from "./launcher_client.ts";
 import { connect, parseAddress, probeUnixSocket } from "../client/mod.ts";
 import { BuildctlError, ExitCode } from "../errors.ts";
 import { acquireLock } from "./lock.ts";
@@ -514,7 +515,14 @@ function cannotStart(id: Identity, paths: DaemonPaths, problems: Problem[]): Bui
   const lines = problems.map((p) =>
     `  - ${p.what}\n    fix: ${p.fix.split("\n").join("\n         ")}`
   );
-  return new BuildctlError(`${head}:\n${lines.join("\n")}`, {
+  // Without rootless support, the other way in is a one-time grant by an
+  // administrator (the sudo launcher): show the exact command.
+  const grant = paths.mode === "rootless"
+    ? `\nor an administrator can grant you a daemon once with:\n  ${
+      grantAdvice(id.user, id.euid, id.home)
+    }`
+    : "";
+  return new BuildctlError(`${head}:\n${lines.join("\n")}${grant}`, {
     exitCode: ExitCode.Unavailable,
     hint: "run 'buildctl daemon doctor' for every check",
   });

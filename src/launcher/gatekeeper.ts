@@ -305,8 +305,8 @@ class Gate implements Gatekeeper {
 
 type AuditFn = (r: Omit<AuditRecord, "time" | "uid" | "gid" | "pid"> & { peer: PeerCred }) => void;
 
-const H2_SETTINGS: http2.Settings = { initialWindowSize: 1 << 20, maxFrameSize: 1 << 16 };
-const SESSION_WINDOW = 8 << 20;
+const H2_SETTINGS: http2.Settings = { initialWindowSize: 8 << 20, maxFrameSize: 1 << 20 };
+const SESSION_WINDOW = 32 << 20;
 
 /** One client connection and its dedicated upstream HTTP/2 session. */
 class GateConnection {
@@ -333,6 +333,10 @@ class GateConnection {
     this.#socket = socketFromFd(fd);
     this.closed = new Promise((resolve) => this.#socket.once("close", () => resolve()));
     this.#socket.on("error", () => this.#socket.destroy());
+    // HTTP/2 clients never half-close: EOF means the client is gone (its process may have exited
+    // without a GOAWAY). The socket is half-open (allowHalfOpen), so without this the connection,
+    // its upstream session and the idle accounting would stay alive forever.
+    this.#socket.on("end", () => this.#socket.destroy());
     this.closed.then(() => this.#upstreamSession?.destroy());
 
     const server = http2.createServer({ settings: H2_SETTINGS });

@@ -74,6 +74,10 @@ export const LIBC_SYMBOLS = {
   fchmodat: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   /** int fchownat(int dirfd, const char *pathname, uid_t owner, gid_t group, int flags); */
   fchownat: { parameters: ["i32", "buffer", "u32", "u32", "i32"], result: "i32" },
+  /** int flock(int fd, int operation); (always called with LOCK_NB: never blocks the JS thread) */
+  flock: { parameters: ["i32", "i32"], result: "i32" },
+  /** int fsync(int fd); */
+  fsync: { parameters: ["i32"], result: "i32" },
 
   // --- identity --------------------------------------------------------------
   /** uid_t getuid(void); */
@@ -90,6 +94,8 @@ export const LIBC_SYMBOLS = {
   getresgid: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
   /** pid_t getpid(void); */
   getpid: { parameters: [], result: "i32" },
+  /** pid_t getppid(void); */
+  getppid: { parameters: [], result: "i32" },
 
   // --- process state and namespaces ---------------------------------------
   /** int unshare(int flags); */

@@ -448,6 +448,57 @@ export function fchownat(
   check("fchownat", libc().fchownat(dirFd, cstring(path), uid, gid, flags), path);
 }
 
+/** flock(2) operations. */
+export const LOCK = { SH: 1, EX: 2, NB: 4, UN: 8 } as const;
+
+/**
+ * Tries to take (or release) a flock(2) lock without blocking: LOCK_NB is
+ * always added, so the JS thread never waits.
+ *
+ * @returns true if the lock was taken (or released), false if another open
+ * file description holds a conflicting lock (EWOULDBLOCK)
+ * @throws {SysError} on any other failure
+ */
+export function tryFlock(fd: number, operation: number): boolean {
+  const rc = libc().flock(fd, operation | LOCK.NB);
+  if (rc === 0) return true;
+  const errno = lastErrno();
+  if (errno === Errno.EAGAIN) return false;
+  throw new SysError("flock", errno);
+}
+
+/** fsync(2). */
+export function fsync(fd: number): void {
+  check("fsync", libc().fsync(fd));
+}
+
+/**
+ * Reads a whole regular file through an fd (pread-free loop of read(2)),
+ * refusing to read more than `maxBytes`.
+ *
+ * @throws {SysError} with code "EFBIG" when the file is larger than `maxBytes`
+ */
+export function readAllFd(fd: number, maxBytes: number): Uint8Array {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const buf = new Uint8Array(65536);
+  for (;;) {
+    const n = readNonblock(fd, buf);
+    if (n === null) throw new SysError("read", Errno.EAGAIN);
+    if (n === 0) break;
+    total += n;
+    if (total > maxBytes) throw new SysError("read", 27, /* EFBIG */ `more than ${maxBytes} bytes`);
+    chunks.push(buf.slice(0, n));
+  }
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
+}
+
 // --- identity ------------------------------------------------------------------
 
 /** Real and effective user and group ids of the process. */
@@ -481,6 +532,11 @@ export function resIds(): { uid: [number, number, number]; gid: [number, number,
 /** getpid(2). */
 export function getpid(): number {
   return libc().getpid();
+}
+
+/** getppid(2). */
+export function getppid(): number {
+  return libc().getppid();
 }
 
 // --- process state and namespaces ----------------------------------------------

@@ -13,6 +13,20 @@ import { setAutoStart } from "../connect.ts";
 import { formatGoDuration } from "../format/units.ts";
 import { BuildctlError, ExitCode, usageError } from "../../errors.ts";
 import {
+  GRANT_FLAGS,
+  grantDaemonAccess,
+  INSTALL_OVERRIDE_FLAGS,
+  overridesFromFlags,
+  revokeDaemonAccess,
+} from "../../daemon/grant.ts";
+import {
+  launcherAddress,
+  launcherLogs,
+  launcherReset,
+  launcherState,
+  launcherStop,
+} from "../../daemon/launcher_client.ts";
+import {
   daemonContext,
   type DaemonState,
   daemonState,
@@ -90,6 +104,13 @@ export function daemonCommand(): Command<Globals> {
       `($${IDLE_TIMEOUT_ENV}, 0 = never); the next command starts it again. A daemon started`,
       "with 'daemon start' runs until 'daemon stop' unless --timeout is given.",
       `$${START_TIMEOUT_ENV} bounds how long a start may take (default 30s).`,
+      "",
+      "Users who cannot run a rootless daemon get one from an administrator, once:",
+      "  sudo buildctl daemon start --root=DIR --allow-user=USER[,USER...] --entitlements=E[,E...]",
+      "installs a root-owned launcher and a narrow sudoers rule; from then on the user's commands",
+      "start that daemon without a password (sudo -n) and reach it through a gatekeeper that checks",
+      "the caller (SO_PEERCRED) and the entitlements granted. 'sudo buildctl daemon revoke USER'",
+      "removes a grant.",
     ].join("\n"),
     subcommands: [
       startCommand(),
@@ -98,9 +119,52 @@ export function daemonCommand(): Command<Globals> {
       resetCommand(),
       logsCommand(),
       doctorCommand(),
+      revokeCommand(),
       superviseCommand(),
     ],
   };
+}
+
+function revokeCommand(): Command<Globals> {
+  return {
+    name: "revoke",
+    usage: "remove a user's grant and its sudoers line (run with sudo)",
+    argsUsage: "USER",
+    acceptsArgs: true,
+    flags: INSTALL_OVERRIDE_FLAGS,
+    action(inv) {
+      if (inv.args.length !== 1) {
+        throw usageError("daemon revoke takes exactly one USER (a name or a uid)");
+      }
+      revokeDaemonAccess({
+        user: inv.args[0]!,
+        overrides: overridesFromFlags(inv.flags),
+        out: (line) => inv.globals.io.stdout.write(`${line}\n`),
+      });
+      return Promise.resolve();
+    },
+  };
+}
+
+/** The uid when this (non-root) user has a launcher grant, else undefined. */
+function grantedUid(g: Globals): number | undefined {
+  const uid = Deno.uid();
+  if (uid === null || uid === 0) return undefined;
+  return launcherAddress(uid, { env: g.io.env }) !== undefined ? uid : undefined;
+}
+
+function renderLauncherState(s: unknown): string {
+  const rec = s as Record<string, unknown>;
+  const lines = [
+    `buildkitd is ${
+      rec["state"] === "running" ? "running (root, through the launcher)" : "not running"
+    }`,
+  ];
+  for (const [k, v] of Object.entries(rec)) {
+    if (k === "state" || v === undefined || v === null || typeof v === "object") continue;
+    lines.push(`  ${`${k}:`.padEnd(15)}${v}`);
+  }
+  return lines.join("\n") + "\n";
 }
 
 function startCommand(): Command<Globals> {
@@ -129,9 +193,35 @@ function startCommand(): Command<Globals> {
         defaultText: "never",
       },
       { name: "debug", kind: "bool", usage: "run buildkitd with --debug" },
+      ...GRANT_FLAGS,
+      ...INSTALL_OVERRIDE_FLAGS,
     ],
     async action(inv) {
       const g = inv.globals;
+      const allowUsers = (inv.flags["allow-user"] as string[] | undefined) ?? [];
+      if (allowUsers.length) {
+        const root = str(inv, "root");
+        if (!root) {
+          throw usageError(
+            "--allow-user needs --root=DIR: the state directory of the granted users' daemon",
+          );
+        }
+        await grantDaemonAccess({
+          root,
+          users: allowUsers,
+          ...(str(inv, "entitlements") !== undefined
+            ? { entitlements: str(inv, "entitlements")! }
+            : {}),
+          ...(str(inv, "timeout") !== undefined ? { timeout: str(inv, "timeout")! } : {}),
+          overrides: overridesFromFlags(inv.flags),
+          env: g.io.env,
+          out: (line) => g.io.stdout.write(`${line}\n`),
+        });
+        return;
+      }
+      if (str(inv, "entitlements") !== undefined) {
+        throw usageError("--entitlements goes with --allow-user (a grant for other users)");
+      }
       if (inv.args.length && inv.dashDashAt !== 0) {
         throw usageError(
           `unexpected argument "${inv.args[0]}"`,
@@ -195,6 +285,13 @@ function stateCommand(): Command<Globals> {
     async action(inv) {
       const g = inv.globals;
       const format = textOrJson(inv);
+      if (grantedUid(g) !== undefined) {
+        const ls = await launcherState({ env: g.io.env });
+        g.io.stdout.write(
+          format === "json" ? JSON.stringify(ls, null, 2) + "\n" : renderLauncherState(ls),
+        );
+        return;
+      }
       const ctx = daemonContext(g.io.env);
       const s = await daemonState(ctx.paths);
       if (format === "json") g.io.stdout.write(JSON.stringify(s, null, 2) + "\n");
@@ -256,6 +353,13 @@ function stopCommand(): Command<Globals> {
     usage: "stop the daemon gracefully (the next command starts it again)",
     async action(inv) {
       const g = inv.globals;
+      if (grantedUid(g) !== undefined) {
+        const was = await launcherStop({ env: g.io.env });
+        g.io.stdout.write(
+          was ? "stopped buildkitd (through the launcher)\n" : "buildkitd is not running\n",
+        );
+        return;
+      }
       const ctx = daemonContext(g.io.env);
       const r = await stopDaemon(ctx.paths);
       if (r.kind === "not-running") g.io.stdout.write("buildkitd is not running\n");
@@ -294,6 +398,19 @@ function resetCommand(): Command<Globals> {
     flags: [{ name: "force", short: "f", kind: "bool", usage: "do not ask for confirmation" }],
     async action(inv) {
       const g = inv.globals;
+      if (grantedUid(g) !== undefined) {
+        if (inv.flags["force"] !== true) {
+          throw usageError(
+            "reset deletes the daemon's whole build cache; run again with --force to confirm",
+          );
+        }
+        await launcherReset({
+          env: g.io.env,
+          onStarting: () => report(g)("starting buildkitd through the launcher (sudo -n)"),
+        });
+        g.io.stdout.write("reset the daemon's state (through the launcher)\n");
+        return;
+      }
       const ctx = daemonContext(g.io.env);
       const prev = readRecord(ctx.paths.recordPath);
       const rootDir = prev?.options.rootDir ?? ctx.paths.rootDir;
@@ -359,6 +476,12 @@ function logsCommand(): Command<Globals> {
     ],
     async action(inv) {
       const g = inv.globals;
+      if (grantedUid(g) !== undefined) {
+        const text = await launcherLogs({ env: g.io.env });
+        if (text === undefined) g.io.stdout.write("buildkitd is not running\n");
+        else g.io.stdout.write(text.endsWith("\n") || text === "" ? text : text + "\n");
+        return;
+      }
       const ctx = daemonContext(g.io.env);
       const rec = readRecord(ctx.paths.recordPath);
       const logPath = rec?.logPath ?? logPathFor(ctx.paths.rootDir);
