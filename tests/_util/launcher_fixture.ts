@@ -290,14 +290,14 @@ function adminCommand(verb: "start" | "revoke", args: string[]): string[] {
  * calls sudo, so SUDO_USER is root and the write check runs as each allowed
  * user), or, with `asSudoer`, as that user through their own sudo rights.
  */
-export async function grant(i: Install, args: string[], asSudoer?: TestUser): Promise<Result> {
+export function grant(i: Install, args: string[], asSudoer?: TestUser): Promise<Result> {
   const cmd = adminCommand("start", [...args, ...i.flags]);
   if (asSudoer) return asUser(asSudoer, "/usr/bin/sudo", ["-n", ...cmd]);
   return sh("/usr/bin/sudo", ["-n", ...cmd], { env: { PATH: "/usr/bin:/bin", HOME: "/root" } });
 }
 
 /** Runs the real `sudo buildctl daemon revoke USER <install flags>`. */
-export async function revoke(i: Install, user: string): Promise<Result> {
+export function revoke(i: Install, user: string): Promise<Result> {
   const cmd = adminCommand("revoke", [user, ...i.flags]);
   return sh("/usr/bin/sudo", ["-n", ...cmd], { env: { PATH: "/usr/bin:/bin", HOME: "/root" } });
 }
