@@ -56,3 +56,18 @@ Deno.test("the launcher's import graph has no npm code and no generated or clien
     assert.doesNotMatch(s, /\/src\/(gen|client|session|cli|progress)\//, s);
   }
 });
+
+Deno.test("scripts/compile.sh stops with a clear message when DENORT_BIN names no file", async () => {
+  const out = await new Deno.Command("bash", {
+    args: [join(REPO, "scripts/compile.sh")],
+    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", DENORT_BIN: "/nonexistent/denort" },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 1);
+  assert.match(
+    new TextDecoder().decode(out.stderr),
+    /DENORT_BIN=\/nonexistent\/denort does not exist/,
+  );
+});
