@@ -555,3 +555,46 @@ daemonTest(
     }
   },
 );
+
+daemonTest("cacheonly exporter, --no-cache with a frontend, and rawjson progress", async (t, d) => {
+  const ctx = await Deno.makeTempDir({ prefix: "bctx-" });
+  try {
+    await Deno.writeTextFile(join(ctx, "Dockerfile"), "FROM scratch\nCOPY Dockerfile /a\n");
+    await t.step("type=cacheonly builds and exports nothing", async () => {
+      const r = await build(d, runBuildctl, [...dockerfileArgs(ctx), "--output", "type=cacheonly"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, "");
+    });
+    await t.step("--no-cache re-runs a step that would be CACHED", async () => {
+      const again = await build(d, runBuildctl, dockerfileArgs(ctx));
+      assert.match(again.stderr, /CACHED/);
+      const nc = await build(d, runBuildctl, [...dockerfileArgs(ctx), "--no-cache"]);
+      assert.equal(nc.code, 0, nc.stderr);
+      assert.doesNotMatch(nc.stderr, /CACHED/);
+    });
+    await t.step(
+      "--progress=rawjson prints one JSON status per line, like upstream's keys",
+      async () => {
+        const r = await runBuildctl([
+          "--addr",
+          d.addr,
+          "build",
+          "--progress=rawjson",
+          ...dockerfileArgs(ctx),
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        const lines = r.stderr.trim().split("\n").map((l) => JSON.parse(l));
+        assert.ok(lines.length > 1);
+        const vertexes = lines.flatMap((l) => l.vertexes ?? []).filter((v) =>
+          v.name?.includes("COPY Dockerfile /a")
+        );
+        assert.ok(vertexes.length, "a COPY vertex was reported");
+        assert.match(vertexes[0].digest, /^sha256:/);
+        const completed = vertexes.find((v) => v.completed);
+        assert.match(completed?.completed ?? "", /^\d{4}-\d\d-\d\dT[\d:.]+Z$/);
+      },
+    );
+  } finally {
+    await Deno.remove(ctx, { recursive: true });
+  }
+});

@@ -193,7 +193,9 @@ export async function planBuild(
   for (const [name, dir] of parseKeyValues(list(flags, "local"), "--local")) {
     localDirs.set(name, await checkLocalDir(name, dir));
   }
-  const outputs = list(flags, "output").map(parseOutput);
+  // `type=cacheonly` (as in buildx) means "build, keep the cache, export
+  // nothing": the daemon has no such exporter, so it is dropped here.
+  const outputs = list(flags, "output").map(parseOutput).filter((o) => o.type !== "cacheonly");
   const exportCache = list(flags, "export-cache").map((v) => parseExportCache(v, env));
   const importCache = list(flags, "import-cache").map((v) => parseImportCache(v, env));
   const secrets = list(flags, "secret").map((v) => parseSecret(v, env));
