@@ -8,7 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="${BUILDCTL_TOOLS:-$ROOT/.tools}"
 DENO_VERSION="2.9.6"
 BUILDKIT_VERSION="v0.32.2"
-APT_PACKAGES=(runc busybox-static uidmap rootlesskit sudo docker-registry openssl iproute2 util-linux time python3-minimal tar)
+APT_PACKAGES=(runc busybox-static uidmap rootlesskit sudo docker-registry openssl iproute2 util-linux time python3-minimal tar containernetworking-plugins iptables)
 
 log() { printf 'deps: %s\n' "$*" >&2; }
 mkdir -p "$TOOLS/bin"

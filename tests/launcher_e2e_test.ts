@@ -133,6 +133,30 @@ Deno.test({
         assert.equal(b.code, 0, b.stderr);
       });
 
+      await t.step(
+        "a RUN without network.host gets its own network namespace (bridge, not the host's)",
+        async () => {
+          const probe = await buildContext(
+            "FROM busybox\nRUN ip -4 -o addr show | awk '{print $4}' | sort | tr '\\n' ' ' && echo\n",
+          );
+          try {
+            const b = await buildctlAs(c.alice, ["--addr", aliceAddr, ...probe.args, "--no-cache"]);
+            assert.equal(b.code, 0, b.stderr);
+            const seen =
+              /#\d+ [\d.]+ ((?:[\d.]+\/\d+ )*127\.0\.0\.1\/8 .*)\n/.exec(b.stderr)?.[1] ?? "";
+            assert.ok(seen, b.stderr);
+            const host = await sh("/usr/sbin/ip", ["-4", "-o", "addr", "show"]);
+            const hostAddrs = [...host.stdout.matchAll(/inet (\S+)/g)].map((m) => m[1]!)
+              .filter((a) => !a.startsWith("127."));
+            for (const a of hostAddrs) {
+              assert.ok(!seen.includes(a), `RUN saw host address ${a}: ${seen}`);
+            }
+          } finally {
+            await Deno.remove(probe.dir, { recursive: true });
+          }
+        },
+      );
+
       await t.step("bob and dave are refused (sudo, the client rung, and the gate)", async () => {
         for (const u of [c.bob, c.dave]) {
           const s = await sudoStartAs(u, inst);

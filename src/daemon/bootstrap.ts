@@ -232,6 +232,26 @@ function resolveOptions(ctx: EnsureContext, previous: DaemonRecord | undefined):
   };
 }
 
+/** Where Debian's containernetworking-plugins puts the CNI plugins. */
+export const CNI_BIN_DIR = "/usr/lib/cni";
+
+/**
+ * Flags that give every RUN step its own network namespace (buildkitd's
+ * built-in bridge over the CNI plugins), as Docker does; without them a root
+ * buildkitd falls back to the host's network for every step, and the
+ * `network.host` entitlement then isolates nothing. Only when the plugins
+ * are installed and the caller did not choose a network mode.
+ */
+export function bridgeNetworkFlags(extraFlags: readonly string[], cniDir = CNI_BIN_DIR): string[] {
+  if (extraFlags.some((f) => f.startsWith("--oci-worker-net"))) return [];
+  try {
+    if (!Deno.statSync(`${cniDir}/bridge`).isFile) return [];
+  } catch {
+    return [];
+  }
+  return ["--oci-worker-net=bridge", `--oci-cni-binary-dir=${cniDir}`];
+}
+
 /** argv of the daemon for `options` (rootless: under rootlesskit). */
 export function daemonArgv(
   paths: DaemonPaths,
@@ -246,6 +266,7 @@ export function daemonArgv(
     "--root",
     options.rootDir,
     ...(options.debug ? ["--debug"] : []),
+    ...(paths.mode === "root" ? bridgeNetworkFlags(options.extraFlags) : []),
     ...options.extraFlags,
   ];
   // rootlesskit's defaults (--net=host, no port driver) keep the socket in

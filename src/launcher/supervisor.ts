@@ -297,6 +297,7 @@ class Supervisor {
         "--oci-worker-binary",
         paths.runc,
         "--containerd-worker=false",
+        ...bridgeNetwork(),
         ...entitlements.flatMap((e) => ["--allow-insecure-entitlement", e]),
       ];
       this.#log.write(`starting buildkitd (entitlements: ${entitlements.join(",") || "none"})`);
@@ -735,4 +736,24 @@ function readLine(
     sock.on("end", onEnd);
     sock.on("error", onEnd);
   });
+}
+
+/** Debian's CNI plugin dir (root-owned system path). */
+const CNI_BIN_DIR = "/usr/lib/cni";
+
+/**
+ * Gives every RUN its own network namespace when the CNI plugins are
+ * installed root-owned: without them buildkitd runs every step on the host's
+ * network, and withholding `network.host` would isolate nothing.
+ */
+function bridgeNetwork(): string[] {
+  try {
+    const dir = Deno.statSync(CNI_BIN_DIR);
+    const bridge = Deno.statSync(`${CNI_BIN_DIR}/bridge`);
+    const safe = (st: Deno.FileInfo) => st.uid === 0 && ((st.mode ?? 0) & 0o022) === 0;
+    if (!dir.isDirectory || !bridge.isFile || !safe(dir) || !safe(bridge)) return [];
+  } catch {
+    return [];
+  }
+  return ["--oci-worker-net=bridge", `--oci-cni-binary-dir=${CNI_BIN_DIR}`];
 }
