@@ -6,13 +6,19 @@
  * asking for an entitlement outside the user's grant is answered with
  * PERMISSION_DENIED and never reaches the daemon.
  *
- * Imports only `node:` built-ins, `src/sys/` and its own pure modules (the
- * launcher may not load npm code).
+ * The proxy works on HTTP/2 frames: each client connection gets its own
+ * upstream connection, and bytes pass through untouched except for request
+ * header blocks (decoded to learn the method, re-encoded for the daemon),
+ * stream ids (renumbered), and a Solve's first message (held until checked).
+ *
+ * Imports only `node:` built-ins, `src/sys/` and its own pure
+ * modules (the launcher may not load npm code).
  *
  * @module
  */
-import http2 from "node:http2";
+import type http2 from "node:http2";
 import type net from "node:net";
+import { encodeHeaders, HpackDecoder, HpackError } from "./hpack.ts";
 import {
   closeFd,
   connectUnix,
@@ -23,10 +29,30 @@ import {
 } from "../sys/mod.ts";
 import {
   encodeGrpcMessage,
+  GRPC_PREFIX_BYTES,
   parseGrpcFrames,
   readRepeatedString,
-  WireFormatError,
 } from "./grpc_frames.ts";
+import {
+  concatBytes,
+  dataFrames,
+  DEFAULT_WINDOW,
+  Flag,
+  frame,
+  FRAME_HEADER_BYTES,
+  FrameError,
+  FrameSplitter,
+  frameStream,
+  FrameType,
+  headerFrames,
+  PREFACE,
+  readU31,
+  setFrameStream,
+  Setting,
+  unpadded,
+  windowUpdate,
+  writeU31,
+} from "./h2_frames.ts";
 
 /** gRPC status codes the gatekeeper produces. */
 export const GrpcStatus = {
@@ -305,19 +331,175 @@ class Gate implements Gatekeeper {
 
 type AuditFn = (r: Omit<AuditRecord, "time" | "uid" | "gid" | "pid"> & { peer: PeerCred }) => void;
 
-const H2_SETTINGS: http2.Settings = { initialWindowSize: 8 << 20, maxFrameSize: 1 << 20 };
-const SESSION_WINDOW = 32 << 20;
+/** Largest header block (encoded, or decoded per RFC 9113 §6.5.2) the gate accepts from a client. */
+const MAX_HEADER_BLOCK = 1 << 20;
+/** Refused streams a client may leave open before the gate drops the connection. */
+const MAX_REFUSED_OPEN = 4096;
+/** Upstream stream ids remembered after their stream closed (late response header blocks). */
+const MAX_RETIRED = 1024;
 
-/** One client connection and its dedicated upstream HTTP/2 session. */
+/** One client stream, as the gate sees it. */
+interface GateStream {
+  /** Client-side stream id. */
+  c: number;
+  /** Upstream stream id; 0 until forwarded. */
+  u: number;
+  /** `held`: a Solve whose first message is being inspected; `refused`: answered by the gate. */
+  kind: "held" | "fwd" | "refused";
+  clientEnded: boolean;
+  upEnded: boolean;
+  /** The upstream reset it (queued data is dropped). */
+  reset: boolean;
+  /** Held: the request headers to forward. */
+  headers: [string, string][];
+  /** Held: DATA payloads so far. */
+  chunks: Uint8Array[];
+  size: number;
+  /** Held: client WINDOW_UPDATE increments to replay once forwarded. */
+  pendingWindow: number;
+  /**
+   * Bytes the gate credited the client (for held data it then forwarded) that
+   * the daemon will credit again: absorbed from its stream WINDOW_UPDATEs.
+   * While > 0, `win` tracks the daemon's stream window and bounds what we send.
+   */
+  debt: number;
+  win: number;
+}
+
+/** Frames waiting for upstream flow-control window (only while the gate owes credit). */
+type QueueItem =
+  | { bytes: Uint8Array }
+  | { st: GateStream; payload: Uint8Array; end: boolean; credited: boolean };
+
+/** Writes to one socket, coalescing frames that are contiguous in a received chunk. */
+class FrameOut {
+  #sock: net.Socket;
+  #source: () => net.Socket | undefined;
+  #run: Uint8Array | undefined;
+  #runStart = 0;
+  #runEnd = 0;
+  #waiting = false;
+  /** Inside a header block being passed through: frames we make ourselves must wait. */
+  inBlock = false;
+  /** Until the peer's preface (its first SETTINGS) has gone out, frames we make must wait too. */
+  #beforePreface = true;
+  #deferred: Uint8Array[] = [];
+
+  /** `source`: the socket to pause while this one is over its high-water mark. */
+  constructor(sock: net.Socket, source: () => net.Socket | undefined) {
+    this.#sock = sock;
+    this.#source = source;
+  }
+
+  /** Forwards `buf[start, end)` (whole frames) unchanged. */
+  pass(buf: Uint8Array, start: number, end: number): void {
+    if (this.#run === buf && this.#runEnd === start) {
+      this.#runEnd = end;
+      return;
+    }
+    this.flush();
+    this.#run = buf;
+    this.#runStart = start;
+    this.#runEnd = end;
+  }
+
+  /** Writes whole frames after everything passed so far. */
+  write(bytes: Uint8Array): void {
+    this.flush();
+    this.#write(bytes);
+  }
+
+  /** Writes frames the gate made, once no passed-through header block is open. */
+  inject(bytes: Uint8Array): void {
+    if (this.inBlock || this.#beforePreface) this.#deferred.push(bytes);
+    else this.write(bytes);
+  }
+
+  /** The server preface went out: release injected frames. */
+  prefaceSent(): void {
+    this.#beforePreface = false;
+    this.endBlock();
+  }
+
+  /** The passed-through header block ended: release injected frames. */
+  endBlock(): void {
+    this.inBlock = false;
+    if (this.#beforePreface) return;
+    const d = this.#deferred;
+    this.#deferred = [];
+    for (const b of d) this.write(b);
+  }
+
+  flush(): void {
+    const run = this.#run;
+    if (!run) return;
+    this.#run = undefined;
+    this.#write(run.subarray(this.#runStart, this.#runEnd));
+  }
+
+  #write(bytes: Uint8Array): void {
+    if (this.#sock.destroyed) return;
+    if (this.#sock.write(bytes) || this.#waiting) return;
+    const src = this.#source();
+    if (!src) return;
+    this.#waiting = true;
+    src.pause();
+    this.#sock.once("drain", () => {
+      this.#waiting = false;
+      if (!src.destroyed) src.resume();
+    });
+  }
+}
+
+/**
+ * One client connection, proxied frame by frame to its own upstream
+ * connection. DATA, SETTINGS, PING and WINDOW_UPDATE pass through as raw bytes
+ * (only the stream id is rewritten); client header blocks are HPACK-decoded,
+ * checked and re-encoded as literals without indexing; daemon header blocks
+ * reach the client unchanged, so its HPACK state stays the daemon's. The gate
+ * numbers upstream streams itself, in the order it forwards them, so a held
+ * Solve or a refused request never leaves a gap the daemon would trip over.
+ */
 class GateConnection {
   readonly closed: Promise<void>;
-  #socket: net.Socket;
+  #client: net.Socket;
+  #up: net.Socket | undefined;
+  /** Set when the daemon could not be reached: the gate answers every call itself. */
+  #upError: string | undefined;
   #peer: PeerCred;
   #granted: readonly string[];
   #options: GatekeeperOptions;
   #audit: AuditFn;
-  #upstream: Promise<http2.ClientHttp2Session> | undefined;
-  #upstreamSession: http2.ClientHttp2Session | undefined;
+  #maxMessage: number;
+
+  #toClient: FrameOut;
+  #toUp: FrameOut | undefined;
+  #clientFrames = new FrameSplitter();
+  #upFrames = new FrameSplitter();
+  #prefaceSeen = 0;
+  #decoder = new HpackDecoder();
+  #tableLimit = 4096;
+  #block: { c: number; endStream: boolean; parts: Uint8Array[]; size: number } | undefined;
+  #upBlockC = 0;
+  #upPrefaceSeen = false;
+
+  #streams = new Map<number, GateStream>();
+  #byU = new Map<number, GateStream>();
+  #retired = new Map<number, number>();
+  #refusedOpen = 0;
+  #heldBytes = 0;
+  #lastClientStream = 0;
+  #nextU = 1;
+  /** Upstream ids in the order assigned, and the largest client id forwarded up to each. */
+  #assignedU: number[] = [];
+  #maxCUpTo: number[] = [];
+
+  /** The daemon's connection receive window, as the frames we sent and got tell it. */
+  #upConnWin = DEFAULT_WINDOW;
+  #upInitWin = DEFAULT_WINDOW;
+  /** Connection-level credit we gave the client that the daemon's WINDOW_UPDATEs must repay. */
+  #connDebt = 0;
+  #queue: QueueItem[] = [];
 
   constructor(
     fd: number,
@@ -330,155 +512,434 @@ class GateConnection {
     this.#granted = granted;
     this.#options = options;
     this.#audit = audit;
-    this.#socket = socketFromFd(fd);
-    this.closed = new Promise((resolve) => this.#socket.once("close", () => resolve()));
-    this.#socket.on("error", () => this.#socket.destroy());
+    this.#maxMessage = options.maxMessageBytes ?? 16 << 20;
+    this.#client = socketFromFd(fd);
+    this.#toClient = new FrameOut(this.#client, () => this.#up);
+    this.closed = new Promise((resolve) => this.#client.once("close", () => resolve()));
+    this.#client.on("error", () => this.#client.destroy());
     // HTTP/2 clients never half-close: EOF means the client is gone (its process may have exited
     // without a GOAWAY). The socket is half-open (allowHalfOpen), so without this the connection,
-    // its upstream session and the idle accounting would stay alive forever.
-    this.#socket.on("end", () => this.#socket.destroy());
-    this.closed.then(() => this.#upstreamSession?.destroy());
-
-    const server = http2.createServer({ settings: H2_SETTINGS });
-    server.on("session", (session: http2.ServerHttp2Session) => {
-      session.on("error", () => {});
-      try {
-        session.setLocalWindowSize(SESSION_WINDOW);
-      } catch { /* not supported: keep the default window */ }
+    // its upstream connection and the idle accounting would stay alive forever.
+    this.#client.on("end", () => this.#client.destroy());
+    // The client is gone: let the daemon have what was already sent to it (e.g. a GOAWAY), then
+    // close the upstream connection too.
+    this.closed.then(() => {
+      const up = this.#up;
+      if (!up || up.destroyed) return;
+      this.#toUp?.flush();
+      up.once("finish", () => up.destroy());
+      up.end();
     });
-    server.on("sessionError", () => this.#socket.destroy());
-    server.on(
-      "stream",
-      (
-        stream: http2.ServerHttp2Stream,
-        headers: http2.IncomingHttpHeaders,
-        _flags: number,
-        raw: string[],
-      ) => this.#onStream(stream, headers, raw),
-    );
-    server.emit("connection", this.#socket);
+    this.#start();
   }
 
   destroy(): Promise<void> {
-    this.#upstreamSession?.destroy();
-    this.#socket.destroy();
+    this.#up?.destroy();
+    this.#client.destroy();
     return this.closed;
   }
 
-  #onStream(
-    stream: http2.ServerHttp2Stream,
-    headers: http2.IncomingHttpHeaders,
-    rawHeaders: string[],
-  ): void {
-    stream.on("error", () => {});
-    const method = String(headers[":path"] ?? "");
-    if (headers[":method"] !== "POST" || !isAllowedMethod(method)) {
+  async #start(): Promise<void> {
+    let fd: number;
+    try {
+      fd = await connectUnix(this.#options.upstream);
+    } catch (err) {
+      this.#upError = err instanceof Error ? err.message : String(err);
+      this.#toClient.write(frame(FrameType.SETTINGS, 0, 0));
+      this.#toClient.prefaceSent();
+      this.#client.on("data", (c: Uint8Array) => this.#onClientChunk(c));
+      return;
+    }
+    if (this.#client.destroyed) {
+      closeFd(fd);
+      return;
+    }
+    const up = socketFromFd(fd);
+    this.#up = up;
+    this.#toUp = new FrameOut(up, () => this.#client);
+    up.on("error", () => up.destroy());
+    // The daemon went away: flush what it said (e.g. GOAWAY) and drop the client too.
+    const gone = () => {
+      if (this.#client.destroyed) return;
+      this.#toClient.flush();
+      this.#client.once("finish", () => this.#client.destroy());
+      this.#client.end();
+    };
+    up.on("end", gone);
+    up.on("close", gone);
+    up.on("data", (c: Uint8Array) => this.#onUpChunk(c));
+    this.#client.on("data", (c: Uint8Array) => this.#onClientChunk(c));
+  }
+
+  #fail(): void {
+    this.#up?.destroy();
+    this.#client.destroy();
+  }
+
+  // --- client → daemon ------------------------------------------------------------------------
+
+  #onClientChunk(chunk: Uint8Array): void {
+    if (this.#client.destroyed) return;
+    try {
+      if (this.#prefaceSeen < PREFACE.length) {
+        const n = Math.min(PREFACE.length - this.#prefaceSeen, chunk.length);
+        for (let i = 0; i < n; i++) {
+          if (chunk[i] !== PREFACE[this.#prefaceSeen + i]) throw new FrameError("bad preface");
+        }
+        this.#prefaceSeen += n;
+        chunk = chunk.subarray(n);
+        if (this.#prefaceSeen === PREFACE.length) this.#toUp?.write(PREFACE);
+      }
+      this.#clientFrames.push(chunk, (buf, off, len) => this.#clientFrame(buf, off, len));
+      this.#toUp?.flush();
+      this.#toClient.flush();
+    } catch (err) {
+      if (!(err instanceof FrameError || err instanceof HpackError)) this.#options.onError?.(err);
+      this.#fail();
+    }
+  }
+
+  /** Forwards a client frame unchanged (behind queued frames, if any). */
+  #passUp(buf: Uint8Array, off: number, len: number): void {
+    if (!this.#toUp) return;
+    if (this.#queue.length > 0) {
+      this.#queue.push({ bytes: buf.subarray(off, off + FRAME_HEADER_BYTES + len) });
+    } else {
+      this.#toUp.pass(buf, off, off + FRAME_HEADER_BYTES + len);
+    }
+  }
+
+  /** Sends frames the gate made to the daemon (behind queued frames, if any). */
+  #sendUp(bytes: Uint8Array): void {
+    if (!this.#toUp) return;
+    if (this.#queue.length > 0) this.#queue.push({ bytes });
+    else this.#toUp.write(bytes);
+  }
+
+  #clientFrame(buf: Uint8Array, off: number, len: number): void {
+    const type = buf[off + 3]!;
+    const flags = buf[off + 4]!;
+    const id = frameStream(buf, off);
+    if (this.#block && type !== FrameType.CONTINUATION) {
+      throw new FrameError("frame inside a header block");
+    }
+    switch (type) {
+      case FrameType.DATA:
+        this.#clientData(buf, off, len, flags, id);
+        return;
+      case FrameType.HEADERS: {
+        if (id === 0) throw new FrameError("HEADERS on stream 0");
+        const fragment = unpadded(buf, off);
+        this.#block = {
+          c: id,
+          endStream: (flags & Flag.END_STREAM) !== 0,
+          parts: [fragment],
+          size: fragment.length,
+        };
+        if (flags & Flag.END_HEADERS) this.#clientBlock();
+        return;
+      }
+      case FrameType.CONTINUATION: {
+        const block = this.#block;
+        if (!block || block.c !== id) throw new FrameError("unexpected CONTINUATION");
+        const fragment = buf.subarray(off + FRAME_HEADER_BYTES, off + FRAME_HEADER_BYTES + len);
+        block.parts.push(fragment);
+        block.size += fragment.length;
+        if (block.size > MAX_HEADER_BLOCK) throw new FrameError("header block too large");
+        if (flags & Flag.END_HEADERS) this.#clientBlock();
+        return;
+      }
+      case FrameType.RST_STREAM: {
+        const st = this.#streams.get(id);
+        if (!st) return;
+        if (st.kind === "fwd") {
+          this.#dropQueued(st);
+          setFrameStream(buf, off, st.u);
+          this.#passUp(buf, off, len);
+          this.#retire(st);
+        } else {
+          this.#forget(st);
+        }
+        return;
+      }
+      case FrameType.SETTINGS:
+        if (this.#upError !== undefined) {
+          if (!(flags & Flag.ACK)) this.#toClient.inject(frame(FrameType.SETTINGS, Flag.ACK, 0));
+          return;
+        }
+        this.#passUp(buf, off, len);
+        return;
+      case FrameType.PING:
+        if (this.#upError !== undefined) {
+          if (!(flags & Flag.ACK)) {
+            const payload = buf.slice(off + FRAME_HEADER_BYTES, off + FRAME_HEADER_BYTES + len);
+            this.#toClient.inject(frame(FrameType.PING, Flag.ACK, 0, payload));
+          }
+          return;
+        }
+        this.#passUp(buf, off, len);
+        return;
+      case FrameType.GOAWAY:
+        // Its last-stream-id counts streams the daemon opened: there are none.
+        if (len >= 8) writeU31(buf, off + FRAME_HEADER_BYTES, 0);
+        this.#passUp(buf, off, len);
+        return;
+      case FrameType.WINDOW_UPDATE: {
+        if (id === 0) {
+          this.#passUp(buf, off, len);
+          return;
+        }
+        const st = this.#streams.get(id);
+        if (st?.kind === "fwd") {
+          setFrameStream(buf, off, st.u);
+          this.#passUp(buf, off, len);
+        } else if (st?.kind === "held" && len === 4) {
+          st.pendingWindow += readU31(buf, off + FRAME_HEADER_BYTES);
+        }
+        return;
+      }
+      case FrameType.PUSH_PROMISE:
+        throw new FrameError("PUSH_PROMISE from a client");
+      default:
+        return; // PRIORITY (advisory, and its ids are the client's) and unknown types: dropped
+    }
+  }
+
+  #clientData(buf: Uint8Array, off: number, len: number, flags: number, id: number): void {
+    const st = this.#streams.get(id);
+    const end = (flags & Flag.END_STREAM) !== 0;
+    if (!st || st.kind === "refused" || st.clientEnded || !this.#toUp && st.kind === "fwd") {
+      // Never reaches the daemon: give the client its connection window back.
+      if (len > 0) this.#toClient.inject(windowUpdate(0, len));
+      if (st && end && st.kind === "refused") this.#forget(st);
+      return;
+    }
+    if (st.kind === "held") {
+      const payload = unpadded(buf, off);
+      // The gate is the receiver until it decides: credit the client as a receiver would, so a
+      // SolveRequest larger than the windows cannot stall (the daemon's credit is absorbed later).
+      if (len > 0) {
+        this.#toClient.inject(concatBytes([windowUpdate(0, len), windowUpdate(id, len)]));
+      }
+      st.chunks.push(payload);
+      st.size += payload.length;
+      this.#heldBytes += payload.length;
+      if (end) st.clientEnded = true;
+      this.#checkSolve(st);
+      return;
+    }
+    if (end) st.clientEnded = true;
+    if (
+      this.#queue.length === 0 &&
+      (this.#connDebt === 0 || len <= this.#upConnWin) &&
+      (st.debt === 0 || len <= st.win)
+    ) {
+      this.#upConnWin -= len;
+      if (st.debt > 0) st.win -= len;
+      setFrameStream(buf, off, st.u);
+      this.#toUp!.pass(buf, off, off + FRAME_HEADER_BYTES + len);
+    } else {
+      const payload = unpadded(buf, off);
+      const padding = len - payload.length;
+      if (padding > 0) {
+        this.#toClient.inject(concatBytes([windowUpdate(0, padding), windowUpdate(id, padding)]));
+      }
+      this.#queue.push({ st, payload, end, credited: false });
+    }
+    if (end) this.#maybeRetire(st);
+  }
+
+  /** A complete client header block. */
+  #clientBlock(): void {
+    const block = this.#block!;
+    this.#block = undefined;
+    const bytes = block.parts.length === 1 ? block.parts[0]! : concatBytes(block.parts);
+    const headers = this.#decoder.decode(bytes, MAX_HEADER_BLOCK);
+    const { c, endStream } = block;
+    const st = this.#streams.get(c);
+    if (st) {
+      // Trailers (gRPC clients send none, but HTTP/2 allows them).
+      if (!endStream) throw new FrameError("trailers without END_STREAM");
+      if (st.kind === "fwd") {
+        if (headers.some(([n]) => n.startsWith(":"))) {
+          throw new FrameError("pseudo-header in trailers");
+        }
+        if (!st.clientEnded) {
+          st.clientEnded = true;
+          this.#sendUp(headerFrames(st.u, encodeHeaders(headers), true));
+          this.#maybeRetire(st);
+        }
+      } else if (st.kind === "held") {
+        st.clientEnded = true;
+        this.#checkSolve(st);
+      } else {
+        this.#forget(st);
+      }
+      return;
+    }
+    if (c % 2 === 0 || c <= this.#lastClientStream) throw new FrameError("bad stream id");
+    this.#lastClientStream = c;
+
+    let method: string | undefined;
+    let path: string | undefined;
+    let malformed = false;
+    let regular = false;
+    const pseudoSeen = new Set<string>();
+    for (const [name, value] of headers) {
+      if (!name.startsWith(":")) {
+        regular = true;
+        continue;
+      }
+      if (regular || pseudoSeen.has(name) || !REQUEST_PSEUDO.has(name)) malformed = true;
+      pseudoSeen.add(name);
+      if (name === ":method") method = value;
+      if (name === ":path") path = value;
+    }
+    const st2: GateStream = {
+      c,
+      u: 0,
+      kind: "refused",
+      clientEnded: endStream,
+      upEnded: false,
+      reset: false,
+      headers,
+      chunks: [],
+      size: 0,
+      pendingWindow: 0,
+      debt: 0,
+      win: 0,
+    };
+    const shown = path ?? "";
+    if (malformed || method !== "POST" || path === undefined || !isAllowedMethod(path)) {
       this.#audit({
         event: "request",
         peer: this.#peer,
-        method,
+        method: shown,
         decision: "deny",
         reason: "method not allowed",
       });
-      respondStatus(
-        stream,
+      this.#refuse(
+        st2,
         GrpcStatus.PERMISSION_DENIED,
-        `method ${JSON.stringify(method)} is not allowed through the buildkitd gatekeeper`,
+        `method ${JSON.stringify(shown)} is not allowed through the buildkitd gatekeeper`,
       );
       return;
     }
-    if (method === SOLVE_METHOD) {
-      this.#guardSolve(stream, method, rawHeaders);
+    if (path === SOLVE_METHOD) {
+      st2.kind = "held";
+      this.#streams.set(c, st2);
+      if (endStream) this.#checkSolve(st2);
       return;
     }
     if (this.#options.auditAllRequests) {
-      this.#audit({ event: "request", peer: this.#peer, method, decision: "allow" });
+      this.#audit({ event: "request", peer: this.#peer, method: path, decision: "allow" });
     }
-    this.#forward(stream, rawHeaders, null);
+    this.#forward(st2, new Uint8Array(0));
   }
 
-  /** Buffers the whole (unary) SolveRequest, checks its entitlements, then forwards or refuses. */
-  #guardSolve(stream: http2.ServerHttp2Stream, method: string, rawHeaders: string[]): void {
-    const max = this.#options.maxMessageBytes ?? 16 << 20;
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    let refused = false;
-    const onData = (chunk: Uint8Array) => {
-      if (refused) return;
-      size += chunk.length;
-      if (size > max + 5) {
-        refused = true;
-        this.#audit({
-          event: "solve",
-          peer: this.#peer,
-          method,
-          decision: "deny",
-          reason: "request too large",
-        });
-        respondStatus(
-          stream,
+  /** Answers a stream with a trailers-only gRPC status; the daemon never hears of it. */
+  #refuse(st: GateStream, code: number, message: string): void {
+    const block = encodeHeaders([
+      [":status", "200"],
+      ["content-type", "application/grpc"],
+      ["grpc-status", String(code)],
+      ["grpc-message", encodeGrpcMessage(message)],
+    ]);
+    this.#toClient.inject(headerFrames(st.c, block, true));
+    this.#heldBytes -= st.kind === "held" ? st.size : 0;
+    st.kind = "refused";
+    st.chunks = [];
+    st.headers = [];
+    if (st.clientEnded) {
+      this.#streams.delete(st.c);
+      return;
+    }
+    if (!this.#streams.has(st.c)) this.#streams.set(st.c, st);
+    if (++this.#refusedOpen > MAX_REFUSED_OPEN) throw new FrameError("too many refused streams");
+  }
+
+  /** Drops a held or refused stream's state. */
+  #forget(st: GateStream): void {
+    if (this.#streams.get(st.c) !== st) return;
+    this.#streams.delete(st.c);
+    if (st.kind === "refused") this.#refusedOpen--;
+    if (st.kind === "held") this.#heldBytes -= st.size;
+    st.chunks = [];
+  }
+
+  /** Decides a held Solve as soon as its first message is complete (or the request ended). */
+  #checkSolve(st: GateStream): void {
+    const method = SOLVE_METHOD;
+    const deny = (code: number, reason: string, message: string, entitlements?: string[]) => {
+      this.#audit({
+        event: "solve",
+        peer: this.#peer,
+        method,
+        ...(entitlements ? { entitlements } : {}),
+        decision: "deny",
+        reason,
+      });
+      this.#refuse(st, code, message);
+    };
+    const malformed = (why: string) =>
+      deny(
+        GrpcStatus.INVALID_ARGUMENT,
+        `malformed: ${why}`,
+        `the buildkitd gatekeeper cannot parse the SolveRequest: ${why}`,
+      );
+    if (st.size >= GRPC_PREFIX_BYTES) {
+      if (st.chunks.length > 1 && st.chunks[0]!.length < GRPC_PREFIX_BYTES) {
+        st.chunks = [concatBytes(st.chunks)];
+      }
+      const head = st.chunks[0]!;
+      const flag = head[0]!;
+      const msgLen = new DataView(head.buffer, head.byteOffset, head.byteLength).getUint32(1);
+      if (flag > 1) return malformed(`unknown gRPC message flag ${flag}`);
+      if (msgLen > this.#maxMessage) {
+        return deny(
           GrpcStatus.RESOURCE_EXHAUSTED,
-          `SolveRequest larger than ${max} bytes`,
+          "request too large",
+          `SolveRequest larger than ${this.#maxMessage} bytes`,
         );
+      }
+      const total = GRPC_PREFIX_BYTES + msgLen;
+      if (st.size < total) {
+        if (st.clientEnded) return malformed("truncated gRPC message");
+        if (this.#heldBytes > 2 * (this.#maxMessage + GRPC_PREFIX_BYTES)) {
+          return deny(
+            GrpcStatus.RESOURCE_EXHAUSTED,
+            "request too large",
+            "too many SolveRequests in flight on one connection",
+          );
+        }
         return;
       }
-      chunks.push(chunk);
-    };
-    stream.on("data", onData);
-    stream.once("end", () => {
-      stream.off("data", onData);
-      if (refused) return;
-      const body = concat(chunks, size);
+      const body = st.chunks.length === 1 ? st.chunks[0]! : concatBytes(st.chunks);
+      st.chunks = [body];
+      if (st.size > total) {
+        let why = "expected exactly one SolveRequest message";
+        try {
+          why += `, got ${parseGrpcFrames(body, this.#maxMessage).length}`;
+        } catch (err) {
+          why = err instanceof Error ? err.message : String(err);
+        }
+        return malformed(why);
+      }
+      if (flag === 1) {
+        return deny(
+          GrpcStatus.PERMISSION_DENIED,
+          "compressed",
+          "the buildkitd gatekeeper cannot check a compressed SolveRequest; send it uncompressed",
+        );
+      }
       let requested: string[];
       try {
-        const frames = parseGrpcFrames(body, max);
-        if (frames.length !== 1) {
-          throw new WireFormatError(
-            `expected exactly one SolveRequest message, got ${frames.length}`,
-          );
-        }
-        if (frames[0]!.compressed) {
-          this.#audit({
-            event: "solve",
-            peer: this.#peer,
-            method,
-            decision: "deny",
-            reason: "compressed",
-          });
-          respondStatus(
-            stream,
-            GrpcStatus.PERMISSION_DENIED,
-            "the buildkitd gatekeeper cannot check a compressed SolveRequest; send it uncompressed",
-          );
-          return;
-        }
-        requested = readRepeatedString(frames[0]!.message, SOLVE_ENTITLEMENTS_FIELD);
+        requested = readRepeatedString(body.subarray(GRPC_PREFIX_BYTES), SOLVE_ENTITLEMENTS_FIELD);
       } catch (err) {
-        const why = err instanceof Error ? err.message : String(err);
-        this.#audit({
-          event: "solve",
-          peer: this.#peer,
-          method,
-          decision: "deny",
-          reason: `malformed: ${why}`,
-        });
-        respondStatus(
-          stream,
-          GrpcStatus.INVALID_ARGUMENT,
-          `the buildkitd gatekeeper cannot parse the SolveRequest: ${why}`,
-        );
-        return;
+        return malformed(err instanceof Error ? err.message : String(err));
       }
       const missing = missingEntitlements(requested, this.#granted);
       if (missing.length > 0) {
-        this.#audit({
-          event: "solve",
-          peer: this.#peer,
-          method,
-          entitlements: requested,
-          decision: "deny",
-          reason: "entitlement not granted",
-        });
         const names = missing.map((e) => JSON.stringify(e)).join(", ");
         let message = `${missing.length === 1 ? "entitlement" : "entitlements"} ${names} ` +
           `${
@@ -486,8 +947,7 @@ class GateConnection {
           } not granted to uid ${this.#peer.uid} by the buildkitd launcher policy`;
         const hint = this.#options.hint?.(this.#peer.uid, missing);
         if (hint) message += `\n${hint}`;
-        respondStatus(stream, GrpcStatus.PERMISSION_DENIED, message);
-        return;
+        return deny(GrpcStatus.PERMISSION_DENIED, "entitlement not granted", message, requested);
       }
       this.#audit({
         event: "solve",
@@ -496,117 +956,286 @@ class GateConnection {
         entitlements: requested,
         decision: "allow",
       });
-      this.#forward(stream, rawHeaders, body);
-    });
+      this.#heldBytes -= st.size;
+      st.size = 0;
+      this.#forward(st, body);
+      return;
+    }
+    if (st.clientEnded) {
+      malformed(
+        st.size === 0
+          ? "expected exactly one SolveRequest message, got 0"
+          : "truncated gRPC message prefix",
+      );
+    }
   }
 
-  #connectUpstream(): Promise<http2.ClientHttp2Session> {
-    this.#upstream ??= (async () => {
-      const fd = await connectUnix(this.#options.upstream);
-      const sock = socketFromFd(fd);
-      const session = http2.connect("http://localhost", {
-        createConnection: () => sock,
-        settings: H2_SETTINGS,
-      });
-      session.on("error", () => {});
-      session.once("connect", () => {
-        try {
-          session.setLocalWindowSize(SESSION_WINDOW);
-        } catch { /* keep the default window */ }
-      });
-      // The daemon went away: drop the client too, it will reconnect.
-      session.once("close", () => this.#socket.destroy());
-      this.#upstreamSession = session;
-      return session;
-    })();
-    this.#upstream.catch(() => {
-      this.#upstream = undefined;
-    });
-    return this.#upstream;
-  }
-
-  async #forward(
-    stream: http2.ServerHttp2Stream,
-    rawHeaders: string[],
-    body: Uint8Array | null,
-  ): Promise<void> {
-    let session: http2.ClientHttp2Session;
-    try {
-      session = await this.#connectUpstream();
-    } catch (err) {
-      const why = err instanceof Error ? err.message : String(err);
-      respondStatus(
-        stream,
+  /** Opens the stream upstream with the (re-encoded) request headers and any held body. */
+  #forward(st: GateStream, body: Uint8Array): void {
+    if (this.#upError !== undefined || !this.#toUp) {
+      this.#refuse(
+        st,
         GrpcStatus.UNAVAILABLE,
-        `buildkitd is not reachable behind the gatekeeper: ${why}`,
+        `buildkitd is not reachable behind the gatekeeper: ${this.#upError ?? "not connected"}`,
       );
       return;
     }
-    if (stream.destroyed || stream.closed) return;
-    let up: http2.ClientHttp2Stream;
-    try {
-      up = session.request(headersFromRaw(rawHeaders, REQUEST_PSEUDO), { endStream: false });
-    } catch (err) {
-      const why = err instanceof Error ? err.message : String(err);
-      respondStatus(
-        stream,
-        GrpcStatus.INTERNAL,
-        `the buildkitd gatekeeper cannot forward the request: ${why}`,
-      );
-      return;
+    const u = this.#nextU;
+    this.#nextU += 2;
+    st.u = u;
+    st.kind = "fwd";
+    this.#streams.set(st.c, st);
+    this.#byU.set(u, st);
+    this.#assignedU.push(u);
+    this.#maxCUpTo.push(Math.max(st.c, this.#maxCUpTo.at(-1) ?? 0));
+    const headers = st.headers;
+    st.headers = [];
+    st.chunks = [];
+    const headersEnd = st.clientEnded && body.length === 0;
+    this.#sendUp(headerFrames(u, encodeHeaders(headers), headersEnd));
+    if (st.pendingWindow > 0) {
+      this.#sendUp(windowUpdate(u, Math.min(st.pendingWindow, 0x7fffffff)));
+      st.pendingWindow = 0;
     }
-    up.on("error", () => {});
-    let responded = false;
-    let trailers: http2.OutgoingHttpHeaders | undefined;
+    if (body.length > 0 || (st.clientEnded && !headersEnd)) {
+      // The client was credited for these bytes: the daemon's next credits repay the gate.
+      this.#connDebt += body.length;
+      st.debt = body.length;
+      st.win = this.#upInitWin;
+      this.#queue.push({ st, payload: body, end: st.clientEnded, credited: true });
+      this.#drain();
+    }
+    if (headersEnd) this.#maybeRetire(st);
+  }
 
-    up.on("response", (_headers: http2.IncomingHttpHeaders, flags: number, raw: string[]) => {
-      responded = true;
-      if (stream.destroyed || stream.closed) return;
-      const headers = headersFromRaw(raw, RESPONSE_PSEUDO);
-      if ((flags & END_STREAM) !== 0) {
-        stream.respond(headers, { endStream: true }); // trailers-only response (a gRPC error)
+  /** Sends queued frames as far as the daemon's windows allow. */
+  #drain(): void {
+    const out = this.#toUp;
+    if (!out) return;
+    while (this.#queue.length > 0) {
+      const item = this.#queue[0]!;
+      if ("bytes" in item) {
+        out.write(item.bytes);
+        this.#queue.shift();
+        continue;
+      }
+      const { st } = item;
+      if (st.reset) {
+        this.#queue.shift();
+        this.#dropItem(item);
+        continue;
+      }
+      let k = item.payload.length;
+      if (this.#connDebt > 0) k = Math.min(k, Math.max(0, this.#upConnWin));
+      if (st.debt > 0) k = Math.min(k, Math.max(0, st.win));
+      const whole = k === item.payload.length;
+      if (k > 0 || whole) {
+        out.write(dataFrames(st.u, item.payload.subarray(0, k), whole && item.end));
+        this.#upConnWin -= k;
+        if (st.debt > 0) st.win -= k;
+      }
+      if (!whole) {
+        item.payload = item.payload.subarray(k);
         return;
       }
-      stream.respond(headers, { waitForTrailers: true });
-      up.pipe(stream);
-    });
-    up.on("trailers", (_headers: http2.IncomingHttpHeaders, _flags: number, raw: string[]) => {
-      trailers = headersFromRaw(raw, NO_PSEUDO);
-    });
-    stream.on("wantTrailers", () => {
-      stream.sendTrailers(
-        trailers ??
-          { "grpc-status": String(GrpcStatus.INTERNAL), "grpc-message": "upstream sent no status" },
-      );
-    });
-    up.on("close", () => {
-      if (stream.destroyed || stream.closed) return;
-      if (!responded) {
-        respondStatus(
-          stream,
-          GrpcStatus.UNAVAILABLE,
-          "buildkitd closed the stream without a response",
-        );
-      } else if (up.rstCode !== undefined && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
-        stream.close(up.rstCode);
-      }
-    });
-    stream.on("close", () => {
-      if (!up.destroyed && !up.closed) up.close(http2.constants.NGHTTP2_CANCEL);
-    });
-
-    if (body !== null) {
-      up.end(body);
-    } else {
-      stream.pipe(up);
+      this.#queue.shift();
     }
+  }
+
+  /** Queued data that will never be sent: settle the window accounts for it. */
+  #dropItem(item: { payload: Uint8Array; credited: boolean }): void {
+    const n = item.payload.length;
+    if (n === 0) return;
+    if (item.credited) this.#connDebt = Math.max(0, this.#connDebt - n);
+    else this.#toClient.inject(windowUpdate(0, n));
+  }
+
+  #dropQueued(st: GateStream): void {
+    if (this.#queue.length === 0) return;
+    this.#queue = this.#queue.filter((item) => {
+      if ("bytes" in item || item.st !== st) return true;
+      this.#dropItem(item);
+      return false;
+    });
+  }
+
+  #maybeRetire(st: GateStream): void {
+    if (st.clientEnded && st.upEnded) this.#retire(st);
+  }
+
+  #retire(st: GateStream): void {
+    if (this.#streams.get(st.c) === st) this.#streams.delete(st.c);
+    if (this.#byU.get(st.u) === st) this.#byU.delete(st.u);
+    this.#retired.set(st.u, st.c);
+    if (this.#retired.size > MAX_RETIRED) {
+      this.#retired.delete(this.#retired.keys().next().value!);
+    }
+  }
+
+  // --- daemon → client ------------------------------------------------------------------------
+
+  #onUpChunk(chunk: Uint8Array): void {
+    if (this.#client.destroyed) return;
+    try {
+      this.#upFrames.push(chunk, (buf, off, len) => this.#upFrame(buf, off, len));
+      this.#drain();
+      this.#toClient.flush();
+      this.#toUp?.flush();
+    } catch (err) {
+      if (!(err instanceof FrameError)) this.#options.onError?.(err);
+      this.#fail();
+    }
+  }
+
+  #upFrame(buf: Uint8Array, off: number, len: number): void {
+    const type = buf[off + 3]!;
+    const flags = buf[off + 4]!;
+    const id = frameStream(buf, off);
+    const out = this.#toClient;
+    const end = off + FRAME_HEADER_BYTES + len;
+    if (out.inBlock && type !== FrameType.CONTINUATION) {
+      throw new FrameError("daemon interleaved a header block");
+    }
+    switch (type) {
+      case FrameType.DATA: {
+        const st = this.#byU.get(id);
+        if (!st) {
+          if (len > 0) this.#sendUp(windowUpdate(0, len));
+          return;
+        }
+        setFrameStream(buf, off, st.c);
+        out.pass(buf, off, end);
+        if (flags & Flag.END_STREAM) {
+          st.upEnded = true;
+          this.#maybeRetire(st);
+        }
+        return;
+      }
+      case FrameType.HEADERS: {
+        // Never dropped: the client's HPACK decoder must see every block the daemon encoded.
+        const st = this.#byU.get(id);
+        const c = st?.c ?? this.#retired.get(id);
+        if (c === undefined) throw new FrameError("daemon sent headers on an unknown stream");
+        if (flags & (Flag.PADDED | Flag.PRIORITY)) {
+          out.write(frame(type, flags & ~(Flag.PADDED | Flag.PRIORITY), c, unpadded(buf, off)));
+        } else {
+          setFrameStream(buf, off, c);
+          out.pass(buf, off, end);
+        }
+        if (!(flags & Flag.END_HEADERS)) {
+          out.inBlock = true;
+          this.#upBlockC = c;
+        }
+        if (st && (flags & Flag.END_STREAM)) {
+          st.upEnded = true;
+          this.#maybeRetire(st);
+        }
+        return;
+      }
+      case FrameType.CONTINUATION:
+        if (!out.inBlock) throw new FrameError("unexpected CONTINUATION from the daemon");
+        setFrameStream(buf, off, this.#upBlockC);
+        out.pass(buf, off, end);
+        if (flags & Flag.END_HEADERS) {
+          out.flush();
+          out.endBlock();
+        }
+        return;
+      case FrameType.RST_STREAM: {
+        const st = this.#byU.get(id);
+        if (!st) return;
+        st.reset = true;
+        this.#dropQueued(st);
+        setFrameStream(buf, off, st.c);
+        out.pass(buf, off, end);
+        this.#retire(st);
+        return;
+      }
+      case FrameType.SETTINGS:
+        if (!(flags & Flag.ACK)) this.#upSettings(buf, off + FRAME_HEADER_BYTES, end);
+        out.pass(buf, off, end);
+        if (!this.#upPrefaceSeen) {
+          this.#upPrefaceSeen = true;
+          out.flush();
+          out.prefaceSent();
+        }
+        return;
+      case FrameType.PING:
+        out.pass(buf, off, end);
+        return;
+      case FrameType.GOAWAY:
+        if (len >= 8) {
+          const last = readU31(buf, off + FRAME_HEADER_BYTES);
+          writeU31(buf, off + FRAME_HEADER_BYTES, this.#clientIdUpTo(last));
+        }
+        out.pass(buf, off, end);
+        return;
+      case FrameType.WINDOW_UPDATE: {
+        if (len !== 4) throw new FrameError("bad WINDOW_UPDATE");
+        const inc = readU31(buf, off + FRAME_HEADER_BYTES);
+        let rest = inc;
+        if (id === 0) {
+          this.#upConnWin += inc;
+          const absorbed = Math.min(inc, this.#connDebt);
+          this.#connDebt -= absorbed;
+          rest -= absorbed;
+        } else {
+          const st = this.#byU.get(id);
+          if (!st) return;
+          setFrameStream(buf, off, st.c);
+          if (st.debt > 0) {
+            st.win += inc;
+            const absorbed = Math.min(inc, st.debt);
+            st.debt -= absorbed;
+            rest -= absorbed;
+          }
+        }
+        if (rest === 0) return;
+        if (rest !== inc) writeU31(buf, off + FRAME_HEADER_BYTES, rest);
+        out.pass(buf, off, end);
+        return;
+      }
+      case FrameType.PUSH_PROMISE:
+        throw new FrameError("PUSH_PROMISE from the daemon");
+      default:
+        return; // PRIORITY and unknown types: dropped
+    }
+  }
+
+  #upSettings(buf: Uint8Array, start: number, end: number): void {
+    const view = new DataView(buf.buffer, buf.byteOffset);
+    for (let p = start; p + 6 <= end; p += 6) {
+      const key = view.getUint16(p);
+      const value = view.getUint32(p + 2);
+      if (key === Setting.INITIAL_WINDOW_SIZE) {
+        const delta = value - this.#upInitWin;
+        this.#upInitWin = value;
+        for (const st of this.#byU.values()) if (st.debt > 0) st.win += delta;
+      } else if (key === Setting.HEADER_TABLE_SIZE && value > this.#tableLimit) {
+        // The client's encoder may now use a larger table; what the gate decodes stays bounded
+        // by what the daemon itself accepts.
+        this.#tableLimit = Math.min(value, MAX_HEADER_BLOCK);
+        this.#decoder.setMaxTableSizeLimit(this.#tableLimit);
+      }
+    }
+  }
+
+  /** The largest client stream id among streams forwarded with upstream id <= `u`. */
+  #clientIdUpTo(u: number): number {
+    const ids = this.#assignedU;
+    let lo = 0;
+    let hi = ids.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (ids[mid]! <= u) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo === 0 ? 0 : this.#maxCUpTo[lo - 1]!;
   }
 }
 
-const END_STREAM = 0x1;
 const REQUEST_PSEUDO = new Set([":method", ":path", ":scheme", ":authority"]);
-const RESPONSE_PSEUDO = new Set([":status"]);
-const NO_PSEUDO = new Set<string>();
+
 const CONNECTION_HEADERS = new Set([
   "connection",
   "keep-alive",
@@ -675,31 +1304,6 @@ export function headersFromRaw(
     } else if (!name.startsWith(":") && !SINGLE_VALUE.has(name) && name !== "te") {
       out[name] = Array.isArray(prev) ? [...prev, value] : [prev, value];
     }
-  }
-  return out;
-}
-
-function respondStatus(stream: http2.ServerHttp2Stream, code: number, message: string): void {
-  if (stream.destroyed || stream.closed) return;
-  if (stream.headersSent) {
-    stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-    return;
-  }
-  stream.respond({
-    ":status": 200,
-    "content-type": "application/grpc",
-    "grpc-status": String(code),
-    "grpc-message": encodeGrpcMessage(message),
-  }, { endStream: true });
-  stream.resume(); // discard whatever the client still sends
-}
-
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
   }
   return out;
 }

@@ -476,3 +476,57 @@ Deno.test({
       assert.match(res.message, /ENOENT/);
     }, false),
 });
+
+Deno.test({
+  name: "gatekeeper forwards a Solve larger than the HTTP/2 flow-control windows",
+  fn: () =>
+    withGate(allowSelf, async ({ client, seen }) => {
+      const big = "x".repeat(300_000);
+      const req = encodeGrpcFrame(
+        new Uint8Array([...strField(1, big), ...strField(9, "network.host")]),
+      );
+      const c = client();
+      const parts = [
+        req.subarray(0, 100_000),
+        req.subarray(100_000, 250_000),
+        req.subarray(250_000),
+      ];
+      const res = await call(c, "/moby.buildkit.v1.Control/Solve", parts);
+      assert.equal(res.status, 0);
+      assert.deepEqual(res.data, req);
+      assert.deepEqual(seen[0]!.body, req);
+      // the connection's windows are still sound: a second large call on it completes
+      const again = await call(c, "/moby.buildkit.v1.Control/Session", [new Uint8Array(500_000)]);
+      assert.equal(again.status, 0);
+      assert.equal(again.data.length, 500_000);
+    }),
+});
+
+Deno.test({
+  name: "gatekeeper keeps calls apart around a refused call and a Solve still being checked",
+  fn: () =>
+    withGate(allowSelf, async ({ client, seen }) => {
+      const c = client();
+      const refused = await call(c, "/grpc.health.v1.Health/Watch", [new Uint8Array(10)]);
+      assert.equal(refused.status, 7);
+      const req = solveRequest(["network.host"]);
+      // the Solve is sent slowly, so the Session call opens (and is forwarded) while it is held
+      const solve = call(c, "/moby.buildkit.v1.Control/Solve", [
+        req.subarray(0, 2),
+        req.subarray(2, 6),
+        req.subarray(6),
+      ]);
+      const session = call(c, "/moby.buildkit.v1.Control/Session", [new Uint8Array([1, 2, 3])]);
+      const denied = call(c, "/moby.buildkit.v1.Control/Solve", [solveRequest(["device"])]);
+      const [s, t, d] = await Promise.all([solve, session, denied]);
+      assert.equal(s.status, 0);
+      assert.deepEqual(s.data, req);
+      assert.equal(t.status, 0);
+      assert.deepEqual(t.data, new Uint8Array([1, 2, 3]));
+      assert.equal(d.status, 7);
+      assert.deepEqual(seen.map((r) => r.path).sort(), [
+        "/moby.buildkit.v1.Control/Session",
+        "/moby.buildkit.v1.Control/Solve",
+      ]);
+    }),
+});

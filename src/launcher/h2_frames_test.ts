@@ -1,0 +1,57 @@
+import assert from "node:assert/strict";
+import {
+  dataFrames,
+  Flag,
+  frame,
+  FRAME_HEADER_BYTES,
+  frameLength,
+  FrameSplitter,
+  frameStream,
+  FrameType,
+  headerFrames,
+  setFrameStream,
+  unpadded,
+} from "./h2_frames.ts";
+
+Deno.test("FrameSplitter hands out whole frames however the bytes are chunked", () => {
+  const frames = [
+    frame(FrameType.SETTINGS, 0, 0),
+    frame(FrameType.DATA, 0, 3, new Uint8Array(40_000).fill(1)),
+    frame(FrameType.PING, 0, 0, new Uint8Array(8).fill(2)),
+    frame(FrameType.DATA, Flag.END_STREAM, 5, new Uint8Array(3).fill(3)),
+  ];
+  const all = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+  let off = 0;
+  for (const f of frames) {
+    all.set(f, off);
+    off += f.length;
+  }
+  for (const size of [1, 5, 9, 10, 17, 1000, 40_008, all.length]) {
+    const s = new FrameSplitter();
+    const got: Uint8Array[] = [];
+    for (let i = 0; i < all.length; i += size) {
+      s.push(all.subarray(i, i + size), (buf, o, len) => {
+        got.push(buf.slice(o, o + FRAME_HEADER_BYTES + len));
+      });
+    }
+    assert.deepEqual(got, frames, `chunk size ${size}`);
+  }
+});
+
+Deno.test("frame helpers: stream ids, padding, splitting at 16 KiB", () => {
+  const f = frame(FrameType.DATA, Flag.PADDED, 7, new Uint8Array([2, 9, 9, 0, 0]));
+  assert.equal(frameStream(f, 0), 7);
+  setFrameStream(f, 0, 0x7ffffff1);
+  assert.equal(frameStream(f, 0), 0x7ffffff1);
+  assert.deepEqual(unpadded(f, 0), new Uint8Array([9, 9]));
+  const h = headerFrames(1, new Uint8Array(40_000), true);
+  assert.equal(frameLength(h, 0), 16384);
+  assert.equal(h[3], FrameType.HEADERS);
+  assert.equal(h[4], Flag.END_STREAM);
+  const last = h.length - FRAME_HEADER_BYTES - (40_000 - 2 * 16384);
+  assert.equal(h[last + 3], FrameType.CONTINUATION);
+  assert.equal(h[last + 4], Flag.END_HEADERS);
+  const d = dataFrames(3, new Uint8Array(0), true);
+  assert.equal(frameLength(d, 0), 0);
+  assert.equal(d[4], Flag.END_STREAM);
+});
