@@ -10,7 +10,7 @@ import { GLOBAL_FLAGS, type Globals } from "./globals.ts";
 import { duCommand } from "./commands/du.ts";
 import { pruneCommand } from "./commands/prune.ts";
 import { debugCommand } from "./commands/debug.ts";
-import { buildCommand } from "./commands/build.ts";
+import { buildCommand } from "./commands/build_command.ts";
 import { daemonCommand, installAutoStart } from "./commands/daemon.ts";
 
 /** Builds the root command. */

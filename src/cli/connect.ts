@@ -7,7 +7,8 @@
  */
 
 import { join } from "node:path";
-import { type BuildkitClient, connect, resolveAddress, type TlsFiles } from "../client/mod.ts";
+import type { BuildkitClient, TlsFiles } from "../client/mod.ts";
+import { resolveAddress } from "../client/address.ts";
 import { BuildctlError, ExitCode } from "../errors.ts";
 import type { Globals } from "./globals.ts";
 
@@ -65,6 +66,8 @@ export async function connectDaemon(g: Globals): Promise<BuildkitClient> {
     const started = await autoStartHook(g);
     if (started) address = resolveAddress(started, () => undefined).address;
   }
+  // gRPC (the heaviest import) is loaded only by commands that talk to the daemon.
+  const { connect } = await import("../client/mod.ts");
   try {
     return await connect({ address, tls, timeoutMs, wait: g.wait, signal: g.io.signal });
   } catch (err) {

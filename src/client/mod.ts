@@ -18,6 +18,8 @@ import { type Address, grpcTarget } from "./address.ts";
 import { BuildctlError, ExitCode } from "../errors.ts";
 
 export { type Address, DEFAULT_ADDRESS, parseAddress, resolveAddress } from "./address.ts";
+export { probeUnixSocket } from "./probe.ts";
+import { probeUnixSocket } from "./probe.ts";
 
 /** BuildKit's message size limit, both directions. */
 export const MAX_MESSAGE_SIZE = 16 << 20;
@@ -178,26 +180,6 @@ function waitForReady(control: grpc.Client, deadline: number, address: Address):
       else resolve();
     });
   });
-}
-
-/**
- * Checks that something accepts on a unix socket. Returns undefined when it
- * does, else the reason in words.
- */
-export async function probeUnixSocket(path: string): Promise<string | undefined> {
-  try {
-    const conn = await Deno.connect({ transport: "unix", path });
-    conn.close();
-    return undefined;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return "no such socket";
-    if (err instanceof Deno.errors.ConnectionRefused) {
-      return "connection refused (nothing is listening)";
-    }
-    if (err instanceof Deno.errors.PermissionDenied) return "permission denied";
-    if (err instanceof Deno.errors.NotCapable) throw err;
-    return err instanceof Error ? err.message : String(err);
-  }
 }
 
 async function channelCredentials(

@@ -28,7 +28,8 @@
  */
 
 import { grantAdvice } from "./launcher_client.ts";
-import { connect, parseAddress, probeUnixSocket } from "../client/mod.ts";
+import { parseAddress } from "../client/address.ts";
+import { probeUnixSocket } from "../client/probe.ts";
 import { BuildctlError, ExitCode } from "../errors.ts";
 import { acquireLock } from "./lock.ts";
 import { type DaemonPaths, ensureRunDir, logPathFor } from "./paths.ts";
@@ -388,6 +389,8 @@ async function spawnDaemon(
   // 2. It serves gRPC (after READY=1): Info answers.
   let version: string | undefined;
   try {
+    // gRPC is loaded only when a daemon is actually being started.
+    const { connect } = await import("../client/mod.ts");
     const client = await connect({
       address: parseAddress(paths.address),
       timeoutMs: Math.max(1, deadline - Date.now()),

@@ -6,8 +6,9 @@
  */
 
 import { BuildctlError, ExitCode } from "../errors.ts";
-import { type BuildkitClient, connect, parseAddress } from "../client/mod.ts";
-import { BuildHistoryEventType } from "../gen/github.com/moby/buildkit/api/services/control/control.ts";
+import type { BuildkitClient } from "../client/mod.ts";
+import { parseAddress } from "../client/address.ts";
+import type { BuildHistoryEventType } from "../gen/github.com/moby/buildkit/api/services/control/control.ts";
 import { acquireLock } from "./lock.ts";
 import type { DaemonMode, DaemonPaths } from "./paths.ts";
 import { logPathFor } from "./paths.ts";
@@ -23,6 +24,9 @@ import {
 } from "./record.ts";
 import { answers, logTail } from "./bootstrap.ts";
 import { findProgram } from "./find.ts";
+
+/** `BuildHistoryEventType.STARTED` (a type-only import keeps gRPC out of start-up). */
+const HISTORY_STARTED = 0 as BuildHistoryEventType;
 
 /** Everything `buildctl daemon state` reports. */
 export interface DaemonState {
@@ -102,6 +106,7 @@ export async function daemonState(paths: DaemonPaths, logLines = 10): Promise<Da
   if (running) {
     let client: BuildkitClient | undefined;
     try {
+      const { connect } = await import("../client/mod.ts");
       client = await connect({ address: parseAddress(paths.address), timeoutMs: 5000 });
       const deadline = new Date(Date.now() + 5000);
       const [info, workers, active] = await Promise.all([
@@ -137,7 +142,7 @@ function activeBuilds(client: BuildkitClient, deadline: Date): Promise<number> {
     call.on("data", (ev: { type: BuildHistoryEventType; record?: { Ref: string } }) => {
       const ref = ev.record?.Ref;
       if (!ref) return;
-      if (ev.type === BuildHistoryEventType.STARTED) refs.add(ref);
+      if (ev.type === HISTORY_STARTED) refs.add(ref);
       else refs.delete(ref);
     });
     call.on("end", () => resolve(refs.size));

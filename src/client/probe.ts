@@ -1,0 +1,21 @@
+/** A cheap liveness check of a unix socket (no gRPC, loads nothing). @module */
+
+/**
+ * Checks that something accepts on a unix socket. Returns undefined when it
+ * does, else the reason in words.
+ */
+export async function probeUnixSocket(path: string): Promise<string | undefined> {
+  try {
+    const conn = await Deno.connect({ transport: "unix", path });
+    conn.close();
+    return undefined;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return "no such socket";
+    if (err instanceof Deno.errors.ConnectionRefused) {
+      return "connection refused (nothing is listening)";
+    }
+    if (err instanceof Deno.errors.PermissionDenied) return "permission denied";
+    if (err instanceof Deno.errors.NotCapable) throw err;
+    return err instanceof Error ? err.message : String(err);
+  }
+}
