@@ -431,25 +431,31 @@ async function waitFor(pred: () => Promise<boolean>, ms: number): Promise<void> 
   }
 }
 
+/** Starts a build whose only step sleeps 60 s; resolves once the step runs. */
+async function startSleepingBuild(d: TestDaemon, ctx: string) {
+  await Deno.writeTextFile(join(ctx, "Dockerfile"), "FROM busybox\nRUN sleep 60\n");
+  const child = spawnBuildctl([
+    "--addr",
+    d.addr,
+    "build",
+    "--progress=plain",
+    ...dockerfileArgs(ctx),
+    ...(await busyboxArgs()),
+  ]);
+  const stderr: string[] = [];
+  const reading = (async () => {
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+      stderr.push(chunk);
+    }
+  })();
+  await waitFor(() => Promise.resolve(stderr.join("").includes("RUN sleep 60")), 30_000);
+  return { child, stderr, reading };
+}
+
 daemonTest("Ctrl-C cancels the build on the daemon and exits 130", async (_t, d) => {
   const ctx = await Deno.makeTempDir({ prefix: "bctx-" });
   try {
-    await Deno.writeTextFile(join(ctx, "Dockerfile"), "FROM busybox\nRUN sleep 60\n");
-    const child = spawnBuildctl([
-      "--addr",
-      d.addr,
-      "build",
-      "--progress=plain",
-      ...dockerfileArgs(ctx),
-      ...(await busyboxArgs()),
-    ]);
-    const stderr: string[] = [];
-    const reading = (async () => {
-      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-        stderr.push(chunk);
-      }
-    })();
-    await waitFor(() => Promise.resolve(stderr.join("").includes("RUN sleep 60")), 30_000);
+    const { child, stderr, reading } = await startSleepingBuild(d, ctx);
     await new Promise((r) => setTimeout(r, 500));
     const t0 = Date.now();
     child.kill("SIGINT");
@@ -474,22 +480,7 @@ Deno.test("a daemon that dies mid-build gives a clear error within seconds", asy
   const d = await startDaemon();
   const ctx = await Deno.makeTempDir({ prefix: "bctx-" });
   try {
-    await Deno.writeTextFile(join(ctx, "Dockerfile"), "FROM busybox\nRUN sleep 60\n");
-    const child = spawnBuildctl([
-      "--addr",
-      d.addr,
-      "build",
-      "--progress=plain",
-      ...dockerfileArgs(ctx),
-      ...(await busyboxArgs()),
-    ]);
-    const stderr: string[] = [];
-    const reading = (async () => {
-      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-        stderr.push(chunk);
-      }
-    })();
-    await waitFor(() => Promise.resolve(stderr.join("").includes("RUN sleep 60")), 30_000);
+    const { child, stderr, reading } = await startSleepingBuild(d, ctx);
     const t0 = Date.now();
     Deno.kill(d.pid, "SIGKILL");
     const status = await child.status;
