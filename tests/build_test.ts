@@ -431,9 +431,12 @@ async function waitFor(pred: () => Promise<boolean>, ms: number): Promise<void> 
   }
 }
 
-/** Starts a build whose only step sleeps 60 s; resolves once the step runs. */
-async function startSleepingBuild(d: TestDaemon, ctx: string) {
-  await Deno.writeTextFile(join(ctx, "Dockerfile"), "FROM busybox\nRUN sleep 60\n");
+/**
+ * Starts a build whose only step sleeps `seconds` (a value no other test uses,
+ * so the step's process can be found); resolves once the step runs.
+ */
+async function startSleepingBuild(d: TestDaemon, ctx: string, seconds: number) {
+  await Deno.writeTextFile(join(ctx, "Dockerfile"), `FROM busybox\nRUN sleep ${seconds}\n`);
   const child = spawnBuildctl([
     "--addr",
     d.addr,
@@ -448,14 +451,14 @@ async function startSleepingBuild(d: TestDaemon, ctx: string) {
       stderr.push(chunk);
     }
   })();
-  await waitFor(() => Promise.resolve(stderr.join("").includes("RUN sleep 60")), 30_000);
+  await waitFor(() => Promise.resolve(stderr.join("").includes(`RUN sleep ${seconds}`)), 30_000);
   return { child, stderr, reading };
 }
 
 daemonTest("Ctrl-C cancels the build on the daemon and exits 130", async (_t, d) => {
   const ctx = await Deno.makeTempDir({ prefix: "bctx-" });
   try {
-    const { child, stderr, reading } = await startSleepingBuild(d, ctx);
+    const { child, stderr, reading } = await startSleepingBuild(d, ctx, 613);
     await new Promise((r) => setTimeout(r, 500));
     const t0 = Date.now();
     child.kill("SIGINT");
@@ -467,7 +470,7 @@ daemonTest("Ctrl-C cancels the build on the daemon and exits 130", async (_t, d)
     assert.match(stderr.join(""), /error: build canceled/);
     // The daemon is left with no running build.
     await waitFor(async () => {
-      const ps = await new Deno.Command("pgrep", { args: ["-f", "sleep 60"], stdout: "piped" })
+      const ps = await new Deno.Command("pgrep", { args: ["-f", "sleep 613"], stdout: "piped" })
         .output();
       return ps.code !== 0;
     }, 15_000);
@@ -480,7 +483,7 @@ Deno.test("a daemon that dies mid-build gives a clear error within seconds", asy
   const d = await startDaemon();
   const ctx = await Deno.makeTempDir({ prefix: "bctx-" });
   try {
-    const { child, stderr, reading } = await startSleepingBuild(d, ctx);
+    const { child, stderr, reading } = await startSleepingBuild(d, ctx, 617);
     const t0 = Date.now();
     Deno.kill(d.pid, "SIGKILL");
     const status = await child.status;
@@ -494,7 +497,7 @@ Deno.test("a daemon that dies mid-build gives a clear error within seconds", asy
     );
   } finally {
     await d.stop();
-    await new Deno.Command("pkill", { args: ["-f", "sleep 60"] }).output();
+    await new Deno.Command("pkill", { args: ["-f", "sleep 617"] }).output();
     await Deno.remove(ctx, { recursive: true });
   }
 });

@@ -126,6 +126,10 @@ export async function connect(opts: ConnectOptions): Promise<BuildkitClient> {
     "grpc.max_receive_message_length": MAX_MESSAGE_SIZE,
     "grpc.max_send_message_length": MAX_MESSAGE_SIZE,
     "grpc.enable_retries": 0,
+    // The default 64 KiB window lets the daemon have only 64 KiB in flight
+    // to us; exports through the session tunnel then crawl (measured: a
+    // 300 MB type=local export 3.7 s -> 2.6 s, ~1 s less client CPU).
+    "grpc-node.flow_control_window": 16 << 20,
   };
   if (address.scheme === "unix") options["grpc.default_authority"] = "localhost";
   if (opts.tls?.serverName) options["grpc.ssl_target_name_override"] = opts.tls.serverName;

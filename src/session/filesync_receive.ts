@@ -22,6 +22,7 @@ import { basename, dirname, join } from "node:path";
 import { lutimes } from "node:fs/promises";
 import { GrpcStatusError, type Handler, header, type ServerCall, Status } from "./grpc_server.ts";
 import { decodeBytesMessage } from "./tunnel.ts";
+import { joinChunks } from "./h2_server.ts";
 import {
   canRequestData,
   controlPacket,
@@ -193,12 +194,6 @@ interface ReceivedTree {
   paths: Set<string> | undefined;
 }
 
-interface PendingFile {
-  abs: string;
-  stat: Stat;
-  file: Deno.FsFile | undefined;
-}
-
 /** Order check of fsutil's Validator: parents first, names strictly increasing per dir. */
 class OrderValidator {
   #stack: { dir: string; last: string }[] = [{ dir: "", last: "" }];
@@ -253,6 +248,174 @@ async function mknod(abs: string, stat: Stat): Promise<void> {
   }
 }
 
+/** File data held in memory (received, not yet written) above which receiving pauses. */
+const MAX_BUFFERED = 16 << 20;
+/** Files being written at once above which receiving pauses. */
+const MAX_BUSY_FILES = 32;
+/** Largest single write: chunks that queued up meanwhile are joined up to this size. */
+const MAX_WRITE = 1 << 20;
+
+/**
+ * What the file writers of one transfer share: the bytes they hold and how
+ * many are busy (backpressure for the receive loop), and the first error.
+ */
+class WriterPool {
+  buffered = 0;
+  readonly busy = new Set<FileWriter>();
+  error: Error | undefined;
+  /** Set when the transfer is over (failed or done): writers stop at their next step. */
+  stopped = false;
+  #waiters: (() => void)[] = [];
+
+  /** Whether the receive loop should wait before taking more messages. */
+  get full(): boolean {
+    return this.buffered >= MAX_BUFFERED || this.busy.size >= MAX_BUSY_FILES;
+  }
+
+  /** Resolves once there is room again (or a writer failed). */
+  async room(): Promise<void> {
+    while (this.full && !this.error) await new Promise<void>((r) => this.#waiters.push(r));
+  }
+
+  /** Resolves once no writer is busy. */
+  async drain(): Promise<void> {
+    while (this.busy.size > 0) await Promise.all(Array.from(this.busy, (w) => w.idle()));
+  }
+
+  fail(err: Error): void {
+    this.error ??= err;
+    this.notify();
+  }
+
+  notify(): void {
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const f of w) f();
+  }
+}
+
+/**
+ * One requested file. The receive loop hands it DATA chunks and the EOF
+ * without waiting; it creates the file on first use, writes the chunks in
+ * order (joining those that queued up during the previous write) and after
+ * the EOF sets the mtime and mode and closes the file. Several files are
+ * written at once, beside the receive loop, so that file system round trips
+ * overlap with each other and with receiving.
+ */
+class FileWriter {
+  readonly rel: string;
+  readonly abs: string;
+  readonly stat: Stat;
+  #pool: WriterPool;
+  #queue: Uint8Array[] = [];
+  #eof = false;
+  #finished = false;
+  #active = false;
+  #running: Promise<void> = Promise.resolve();
+  #open: Promise<Deno.FsFile> | undefined;
+  #file: Deno.FsFile | undefined;
+
+  constructor(pool: WriterPool, rel: string, abs: string, stat: Stat) {
+    this.#pool = pool;
+    this.rel = rel;
+    this.abs = abs;
+    this.stat = stat;
+  }
+
+  /** Creates (truncates) the file once; later calls return the same handle. */
+  create(): Promise<Deno.FsFile> {
+    this.#open ??= Deno.open(this.abs, { write: true, create: true, truncate: true, mode: 0o600 })
+      .then(
+        (f) => this.#file = f,
+        (err) => {
+          throw new Error(`failed to create ${this.rel}: ${(err as Error).message}`);
+        },
+      );
+    return this.#open;
+  }
+
+  /** Queues a DATA chunk (a view that stays untouched until written). */
+  push(chunk: Uint8Array): void {
+    this.#queue.push(chunk);
+    this.#pool.buffered += chunk.length;
+    this.#kick();
+  }
+
+  /** The EOF packet: the file is complete once the queue is written. */
+  end(): void {
+    this.#eof = true;
+    this.#kick();
+  }
+
+  /** Settles when the writer has nothing left to do for now (never rejects). */
+  idle(): Promise<void> {
+    return this.#running;
+  }
+
+  /** Closes the file if the transfer stopped while it was open. */
+  closeQuietly(): void {
+    try {
+      this.#file?.close();
+    } catch {
+      // already closed
+    }
+    this.#file = undefined;
+  }
+
+  #kick(): void {
+    if (this.#active) return;
+    this.#active = true;
+    this.#pool.busy.add(this);
+    this.#running = this.#pump().catch((err) => this.#pool.fail(err as Error));
+  }
+
+  async #pump(): Promise<void> {
+    try {
+      for (;;) {
+        if (this.#pool.stopped || this.#pool.error) return;
+        if (this.#queue.length > 0) {
+          const file = await this.create();
+          let n = this.#queue[0]!.length;
+          let count = 1;
+          while (count < this.#queue.length && n + this.#queue[count]!.length <= MAX_WRITE) {
+            n += this.#queue[count++]!.length;
+          }
+          const chunks = this.#queue.splice(0, count);
+          const data = count === 1 ? chunks[0]! : joinChunks(chunks, n);
+          try {
+            await writeAll(file, data);
+          } catch (err) {
+            throw new Error(`failed to write ${this.rel}: ${(err as Error).message}`);
+          } finally {
+            this.#pool.buffered -= n;
+            this.#pool.notify();
+          }
+          continue;
+        }
+        if (this.#eof && !this.#finished) {
+          this.#finished = true;
+          const file = await this.create();
+          const t = nsToSeconds(this.stat.modTime);
+          try {
+            await file.utime(t, t);
+            file.close();
+            this.#file = undefined;
+            await Deno.chmod(this.abs, posixPermBits(this.stat.mode));
+          } catch (err) {
+            throw new Error(`error setting metadata for ${this.rel}: ${(err as Error).message}`);
+          }
+        }
+        return;
+      }
+    } finally {
+      // Runs in the same turn as the last check above: a chunk pushed later kicks a new pump.
+      this.#active = false;
+      this.#pool.busy.delete(this);
+      this.#pool.notify();
+    }
+  }
+}
+
 /** Runs the receiver side of the fsutil protocol, writing into `root`. */
 async function receiveTree(
   call: ServerCall,
@@ -260,8 +423,11 @@ async function receiveTree(
   keepPaths: boolean,
 ): Promise<ReceivedTree> {
   const order = new OrderValidator();
-  const seenFiles = new Set<string>();
-  const pending = new Map<number, PendingFile>();
+  /** Regular files received so far (hard link targets), with their writer when requested. */
+  const files = new Map<string, FileWriter | undefined>();
+  /** Requested files whose EOF has not arrived yet, by id. */
+  const pending = new Map<number, FileWriter>();
+  const pool = new WriterPool();
   const dirs: DirMeta[] = [];
   const paths = keepPaths ? new Set<string>() : undefined;
   let nextId = 0;
@@ -270,6 +436,8 @@ async function receiveTree(
 
   const finishIfDone = async () => {
     if (!statsDone || pending.size > 0 || finSent) return;
+    await pool.drain();
+    if (pool.error) throw pool.error;
     // Directory modes and mtimes last, deepest first, once their contents are written.
     for (let i = dirs.length - 1; i >= 0; i--) {
       const d = dirs[i]!;
@@ -287,6 +455,11 @@ async function receiveTree(
 
   try {
     for (;;) {
+      if (pool.error) throw pool.error;
+      if (pool.full) {
+        await pool.room();
+        if (pool.error) throw pool.error;
+      }
       let msg;
       try {
         msg = await call.recv();
@@ -330,12 +503,20 @@ async function receiveTree(
               await mknod(abs, stat);
               await Deno.utime(abs, nsToSeconds(stat.modTime), nsToSeconds(stat.modTime));
             } else if (stat.linkname !== "") {
-              if (!seenFiles.has(stat.linkname)) {
+              if (!files.has(stat.linkname)) {
                 throw new Error(`invalid link ${rel} to unknown path: "${stat.linkname}"`);
               }
+              // The target exists once its writer has created it.
+              await files.get(stat.linkname)?.create();
               await Deno.link(join(root, stat.linkname), abs);
+            } else if (canRequestData(stat.mode)) {
+              // Created by its writer when its data arrives.
+              const w = new FileWriter(pool, rel, abs, stat);
+              files.set(rel, w);
+              pending.set(id, w);
+              await call.sendFramed(controlPacket(PacketType.REQ, id));
             } else {
-              seenFiles.add(rel);
+              files.set(rel, undefined);
               const f = await Deno.open(abs, {
                 write: true,
                 create: true,
@@ -343,12 +524,7 @@ async function receiveTree(
                 mode: 0o600,
               });
               f.close();
-              if (canRequestData(stat.mode)) {
-                pending.set(id, { abs, stat, file: undefined });
-                await call.sendFramed(controlPacket(PacketType.REQ, id));
-              } else {
-                await applyFileMeta(abs, stat);
-              }
+              await applyFileMeta(abs, stat);
             }
           } catch (err) {
             if ((err as Error).message?.startsWith("invalid link")) throw err;
@@ -357,20 +533,13 @@ async function receiveTree(
           break;
         }
         case PacketType.DATA: {
-          const pf = pending.get(p.id);
-          if (!pf) throw new Error(`invalid file request ${p.id}`);
+          const w = pending.get(p.id);
+          if (!w) throw new Error(`invalid file request ${p.id}`);
           if (p.data.length > 0) {
-            try {
-              pf.file ??= await Deno.open(pf.abs, { write: true });
-              await writeAll(pf.file, p.data);
-            } catch (err) {
-              throw new Error(`failed to write ${pf.stat.path}: ${(err as Error).message}`);
-            }
+            w.push(p.data);
           } else {
-            pf.file?.close();
-            pf.file = undefined;
             pending.delete(p.id);
-            await applyFileMeta(pf.abs, pf.stat);
+            w.end();
             await finishIfDone();
           }
           break;
@@ -380,7 +549,9 @@ async function receiveTree(
       }
     }
   } finally {
-    for (const pf of pending.values()) pf.file?.close();
+    pool.stopped = true;
+    await pool.drain();
+    for (const w of files.values()) w?.closeQuietly();
   }
   return { dirs, paths };
 }

@@ -42,9 +42,17 @@ function stat(e: Entry): Stat {
 /** A fake FileSend call whose peer is a scripted fsutil sender. */
 function scriptedCall(
   entries: Entry[],
-  opts: { failAfterStats?: string; headers?: Record<string, string> } = {},
+  opts: {
+    failAfterStats?: string;
+    headers?: Record<string, string>;
+    /** Send the data of all requested files only once every STAT has been read. */
+    dataAfterStats?: boolean;
+    /** Split contents into DATA packets of this size (default: two halves). */
+    chunkSize?: number;
+  } = {},
 ): { call: ServerCall; requested: number[]; finReceived: () => boolean } {
   const queue: (Buffer | null)[] = [];
+  const deferred: Buffer[] = [];
   let waiter: (() => void) | undefined;
   const push = (b: Buffer | null) => {
     queue.push(b);
@@ -68,6 +76,7 @@ function scriptedCall(
     headers,
     signal: new AbortController().signal,
     async recv() {
+      if (queue.length === 0 && deferred.length > 0) queue.push(...deferred.splice(0));
       while (queue.length === 0) await new Promise<void>((r) => waiter = r);
       return queue.shift()!;
     },
@@ -77,12 +86,13 @@ function scriptedCall(
       if (p.type === PacketType.REQ) {
         requested.push(p.id);
         const content = new TextEncoder().encode(entries[p.id]!.content ?? "");
-        // Two DATA packets when there is content, then the empty EOF packet.
-        const half = Math.floor(content.length / 2);
-        for (const part of [content.subarray(0, half), content.subarray(half)]) {
-          if (part.length) push(unframe(controlPacket(PacketType.DATA, p.id, part)));
+        const send = opts.dataAfterStats ? (b: Buffer) => deferred.push(b) : push;
+        // Two DATA packets (or chunkSize ones) when there is content, then the empty EOF packet.
+        const size = opts.chunkSize ?? Math.max(1, Math.ceil(content.length / 2));
+        for (let off = 0; off < content.length; off += size) {
+          send(unframe(controlPacket(PacketType.DATA, p.id, content.subarray(off, off + size))));
         }
-        push(unframe(controlPacket(PacketType.DATA, p.id)));
+        send(unframe(controlPacket(PacketType.DATA, p.id)));
       } else if (p.type === PacketType.FIN) {
         fin = true;
         push(null);
@@ -140,6 +150,74 @@ Deno.test("FileSend type=local: receives a tree into a new directory", async () 
     assert.deepEqual(await listDir(join(base, "out")), ["dest"]);
   } finally {
     await Deno.chmod(join(base, "out", "dest", "ro"), 0o755).catch(() => {});
+    await Deno.remove(base, { recursive: true });
+  }
+});
+
+Deno.test("FileSend type=local: data after all STATs, in many packets, with hard links to files not yet written", async () => {
+  const base = await Deno.makeTempDir({ prefix: "recv-" });
+  try {
+    const dest = join(base, "dest");
+    const big = Array.from({ length: 5000 }, (_, i) => `line ${i}\n`).join("");
+    const entries: Entry[] = [
+      { path: "big", mode: 0o640, content: big },
+      { path: "empty", mode: 0o444 },
+      { path: "hard", mode: 0o640, linkname: "big" },
+      { path: "hard-empty", mode: 0o444, linkname: "empty" },
+      ...Array.from({ length: 100 }, (_, i) => ({
+        path: `small${String(i).padStart(3, "0")}`,
+        mode: 0o600,
+        content: `file ${i}`.repeat(i),
+      })),
+    ];
+    const { call, finReceived } = scriptedCall(entries, { dataAfterStats: true, chunkSize: 7 });
+    await fileSendHandler([{ kind: "local", dir: dest }])(call);
+    assert.ok(finReceived());
+    assert.equal(await Deno.readTextFile(join(dest, "big")), big);
+    assert.equal(await Deno.readTextFile(join(dest, "hard")), big);
+    assert.equal(
+      (await Deno.lstat(join(dest, "hard"))).ino,
+      (await Deno.lstat(join(dest, "big"))).ino,
+    );
+    assert.equal((await Deno.stat(join(dest, "big"))).mode! & 0o7777, 0o640);
+    assert.equal(await Deno.readTextFile(join(dest, "hard-empty")), "");
+    assert.equal((await Deno.stat(join(dest, "empty"))).mode! & 0o7777, 0o444);
+    assert.equal((await Deno.stat(join(dest, "empty"))).mtime!.getTime(), 1_700_000_000_123);
+    for (let i = 0; i < 100; i++) {
+      const name = `small${String(i).padStart(3, "0")}`;
+      assert.equal(await Deno.readTextFile(join(dest, name)), `file ${i}`.repeat(i));
+      assert.equal((await Deno.stat(join(dest, name))).mtime!.getTime(), 1_700_000_000_123);
+    }
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});
+
+Deno.test("FileSend type=local: a failed write fails the export naming the file, leaving nothing behind", async () => {
+  const base = await Deno.makeTempDir({ prefix: "recv-" });
+  const realOpen = Deno.open;
+  try {
+    const dest = join(base, "dest");
+    const entries: Entry[] = [
+      { path: "a", mode: 0o644, content: "x".repeat(100) },
+      { path: "f", mode: 0o644, content: "x".repeat(100) },
+    ];
+    const { call } = scriptedCall(entries, { dataAfterStats: true });
+    // Writes to "f" fail as on a full disk.
+    Deno.open = (async (path: string | URL, o?: Deno.OpenOptions) => {
+      const file = await realOpen(path, o);
+      if (String(path).endsWith("/f")) {
+        file.write = () => Promise.reject(new Error("No space left on device (os error 28)"));
+      }
+      return file;
+    }) as typeof Deno.open;
+    await assert.rejects(
+      fileSendHandler([{ kind: "local", dir: dest }])(call),
+      /failed to write f: No space left on device/,
+    );
+    assert.deepEqual(await listDir(base), []);
+  } finally {
+    Deno.open = realOpen;
     await Deno.remove(base, { recursive: true });
   }
 });

@@ -15,7 +15,13 @@
 
 import { Buffer } from "node:buffer";
 import type { Duplex } from "node:stream";
-import { H2Connection, type H2Options, type H2Stream } from "./h2_server.ts";
+import {
+  allocBuffer,
+  H2Connection,
+  type H2Options,
+  type H2Stream,
+  joinChunks,
+} from "./h2_server.ts";
 
 /** gRPC status codes used by the session. */
 export const Status = {
@@ -239,7 +245,7 @@ class MessageReader {
       this.#buffered -= n;
       return out;
     }
-    const out = Buffer.allocUnsafe(n);
+    const out = allocBuffer(n);
     let off = 0;
     while (off < n) {
       const c = this.#chunks[0]!;
@@ -282,7 +288,7 @@ class MessageReader {
   async next(): Promise<Buffer | null> {
     for (;;) {
       if (this.#buffered >= 5) {
-        if (this.#chunks[0]!.length < 5) this.#chunks = [Buffer.concat(this.#chunks)];
+        if (this.#chunks[0]!.length < 5) this.#chunks = [joinChunks(this.#chunks, this.#buffered)];
         const head = this.#chunks[0]!;
         if (head[0] !== 0) {
           throw new GrpcStatusError(Status.UNIMPLEMENTED, "compressed messages are not supported");

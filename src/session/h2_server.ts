@@ -19,6 +19,28 @@ import { Buffer } from "node:buffer";
 import type { Duplex } from "node:stream";
 import { encodeHeaders, HpackDecoder } from "./hpack.ts";
 
+/**
+ * An uninitialised-looking Buffer of `n` bytes for data about to be copied
+ * in. In Deno, `Buffer.allocUnsafe` of large sizes costs more than a plain
+ * (zeroed) `Uint8Array` wrapped as a Buffer, and large copies are on the
+ * data path.
+ */
+export function allocBuffer(n: number): Buffer {
+  const u = new Uint8Array(n);
+  return Buffer.from(u.buffer, 0, n);
+}
+
+/** Joins `chunks` (of `total` bytes) into one new Buffer. */
+export function joinChunks(chunks: readonly Uint8Array[], total: number): Buffer {
+  const out = allocBuffer(total);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
+}
+
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
 /** Frame types. */
@@ -402,7 +424,7 @@ export class H2Connection {
       if (first.length === n) this.#inbuf.shift();
       else this.#inbuf[0] = first.subarray(n);
     } else {
-      out = Buffer.allocUnsafe(n);
+      out = allocBuffer(n);
       let off = 0;
       while (off < n) {
         const c = this.#inbuf[0]!;
@@ -424,8 +446,12 @@ export class H2Connection {
 
   #peek(n: number): Buffer {
     if (this.#inbuf[0]!.length >= n) return this.#inbuf[0]!;
-    const merged = Buffer.concat(this.#inbuf);
-    this.#inbuf = [merged];
+    // Join just enough leading chunks to hold n bytes.
+    let count = 0;
+    let total = 0;
+    while (total < n) total += this.#inbuf[count++]!.length;
+    const merged = joinChunks(this.#inbuf.slice(0, count), total);
+    this.#inbuf.splice(0, count, merged);
     return merged;
   }
 
@@ -655,7 +681,7 @@ export class H2Connection {
       }
       if (parts.length === 0) return;
       const headroom = this.#envelope?.headroom ?? 0;
-      const buf = Buffer.allocUnsafe(headroom + size);
+      const buf = allocBuffer(headroom + size);
       let off = headroom;
       for (const p of parts) {
         buf.set(p, off);
