@@ -43,6 +43,7 @@ import {
   FrameError,
   FrameSplitter,
   frameStream,
+  type FrameStreamer,
   FrameType,
   headerFrames,
   PREFACE,
@@ -384,6 +385,9 @@ class FrameOut {
   /** Until the peer's preface (its first SETTINGS) has gone out, frames we make must wait too. */
   #beforePreface = true;
   #deferred: Uint8Array[] = [];
+  /** Inside a frame whose payload is being relayed piecewise: all other writes must wait. */
+  #midFrame = false;
+  #midDeferred: Uint8Array[] = [];
 
   /** `source`: the socket to pause while this one is over its high-water mark. */
   constructor(sock: net.Socket, source: () => net.Socket | undefined) {
@@ -403,10 +407,28 @@ class FrameOut {
     this.#runEnd = end;
   }
 
-  /** Writes whole frames after everything passed so far. */
+  /** Writes whole frames after everything passed so far (after the frame being relayed, if any). */
   write(bytes: Uint8Array): void {
+    if (this.#midFrame) {
+      this.#midDeferred.push(bytes);
+      return;
+    }
     this.flush();
     this.#write(bytes);
+  }
+
+  /** A frame's header has been passed and its payload follows piecewise through `pass`. */
+  beginFrame(): void {
+    this.#midFrame = true;
+  }
+
+  /** The frame begun with `beginFrame` has been passed entirely: release the writes it held. */
+  endFrame(): void {
+    this.#midFrame = false;
+    if (this.#midDeferred.length === 0) return;
+    const d = this.#midDeferred;
+    this.#midDeferred = [];
+    for (const b of d) this.write(b);
   }
 
   /** Writes frames the gate made, once no passed-through header block is open. */
@@ -475,6 +497,15 @@ class GateConnection {
   #toClient: FrameOut;
   #toUp: FrameOut | undefined;
   #clientFrames = new FrameSplitter();
+  /** Relays a forwarded stream's DATA frame piecewise when it straddles socket reads. */
+  #clientStreamer: FrameStreamer = {
+    begin: (buf, off, len, avail) => this.#beginClientData(buf, off, len, avail),
+    payload: (buf, start, end, last) => {
+      const out = this.#toUp!;
+      out.pass(buf, start, end);
+      if (last) out.endFrame();
+    },
+  };
   #upFrames = new FrameSplitter();
   #prefaceSeen = 0;
   #decoder = new HpackDecoder();
@@ -590,7 +621,11 @@ class GateConnection {
         chunk = chunk.subarray(n);
         if (this.#prefaceSeen === PREFACE.length) this.#toUp?.write(PREFACE);
       }
-      this.#clientFrames.push(chunk, (buf, off, len) => this.#clientFrame(buf, off, len));
+      this.#clientFrames.push(
+        chunk,
+        (buf, off, len) => this.#clientFrame(buf, off, len),
+        this.#clientStreamer,
+      );
       this.#toUp?.flush();
       this.#toClient.flush();
     } catch (err) {
@@ -703,6 +738,35 @@ class GateConnection {
       default:
         return; // PRIORITY (advisory, and its ids are the client's) and unknown types: dropped
     }
+  }
+
+  /**
+   * A client DATA frame only partly received: when it would pass through unchanged (forwarded
+   * stream, nothing queued, within the daemon's windows), send its header and the bytes so far
+   * now and the rest as it arrives, instead of reassembling it.
+   */
+  #beginClientData(buf: Uint8Array, off: number, len: number, avail: number): boolean {
+    const out = this.#toUp;
+    if (!out || buf[off + 3] !== FrameType.DATA || this.#block || this.#queue.length > 0) {
+      return false;
+    }
+    const st = this.#streams.get(frameStream(buf, off));
+    if (
+      !st || st.kind !== "fwd" || st.clientEnded ||
+      (this.#connDebt > 0 && len > this.#upConnWin) || (st.debt > 0 && len > st.win)
+    ) {
+      return false;
+    }
+    this.#upConnWin -= len;
+    if (st.debt > 0) st.win -= len;
+    setFrameStream(buf, off, st.u);
+    out.pass(buf, off, off + FRAME_HEADER_BYTES + avail);
+    out.beginFrame();
+    if (buf[off + 4]! & Flag.END_STREAM) {
+      st.clientEnded = true;
+      this.#maybeRetire(st);
+    }
+    return true;
   }
 
   #clientData(buf: Uint8Array, off: number, len: number, flags: number, id: number): void {

@@ -183,15 +183,35 @@ export function unpadded(buf: Uint8Array, off: number): Uint8Array {
 }
 
 /**
+ * Takes over frames whose payload has not fully arrived, so their bytes can be
+ * relayed as they come instead of being reassembled (see {@linkcode FrameSplitter.push}).
+ */
+export interface FrameStreamer {
+  /**
+   * A frame's header is complete but its payload is not: header at
+   * `buf[off]`, `len` payload bytes of which `avail` follow the header in
+   * `buf`. Return true to receive the rest through `payload` (the frame is
+   * then not handed to `onFrame`); `buf` may be a fresh copy of the header
+   * (when `avail` is 0 and the header straddled chunks).
+   */
+  begin(buf: Uint8Array, off: number, len: number, avail: number): boolean;
+  /** The next payload bytes `buf[start, end)` of the frame taken over; `last` at its end. */
+  payload(buf: Uint8Array, start: number, end: number, last: boolean): void;
+}
+
+/**
  * Cuts a byte stream into whole frames. Frames that lie inside one chunk are
  * handed out as views of that chunk (the caller may rewrite their headers in
- * place); a frame straddling chunks is copied into a fresh buffer.
+ * place); a frame straddling chunks is copied into a fresh buffer, unless a
+ * {@linkcode FrameStreamer} takes its payload over piecewise.
  */
 export class FrameSplitter {
   #head = new Uint8Array(FRAME_HEADER_BYTES);
   #headLen = 0;
   #body: Uint8Array | undefined;
   #bodyLen = 0;
+  /** Payload bytes still owed to the streamer for the frame it took over. */
+  #streamLeft = 0;
   #maxLength: number;
 
   /** `maxLength`: refuse a frame whose declared payload is longer (a connection error). */
@@ -201,21 +221,41 @@ export class FrameSplitter {
 
   /**
    * Feeds one chunk; `onFrame(buf, off, len)` gets every completed frame
-   * (header at `buf[off]`, payload of `len` bytes after it), in order.
+   * (header at `buf[off]`, payload of `len` bytes after it), in order. With a
+   * `streamer`, a frame cut by the chunk's end is first offered to it.
    *
    * @throws {FrameError} for an over-long frame
    */
-  push(chunk: Uint8Array, onFrame: (buf: Uint8Array, off: number, len: number) => void): void {
+  push(
+    chunk: Uint8Array,
+    onFrame: (buf: Uint8Array, off: number, len: number) => void,
+    streamer?: FrameStreamer,
+  ): void {
     let pos = 0;
+    if (this.#streamLeft > 0) {
+      const take = Math.min(this.#streamLeft, chunk.length);
+      this.#streamLeft -= take;
+      pos = take;
+      streamer!.payload(chunk, 0, take, this.#streamLeft === 0);
+      if (this.#streamLeft > 0) return;
+    }
     if (this.#headLen > 0 || this.#body) {
       if (!this.#body) {
-        const take = Math.min(FRAME_HEADER_BYTES - this.#headLen, chunk.length);
-        this.#head.set(chunk.subarray(0, take), this.#headLen);
+        const take = Math.min(FRAME_HEADER_BYTES - this.#headLen, chunk.length - pos);
+        this.#head.set(chunk.subarray(pos, pos + take), this.#headLen);
         this.#headLen += take;
-        pos = take;
+        pos += take;
         if (this.#headLen < FRAME_HEADER_BYTES) return;
         const len = frameLength(this.#head, 0);
         if (len > this.#maxLength) throw new FrameError(`frame of ${len} bytes`);
+        if (len > chunk.length - pos && streamer?.begin(this.#head.slice(), 0, len, 0)) {
+          this.#headLen = 0;
+          this.#streamLeft = len;
+          const take = chunk.length - pos;
+          this.#streamLeft -= take;
+          if (take > 0) streamer.payload(chunk, pos, chunk.length, false);
+          return;
+        }
         this.#body = new Uint8Array(FRAME_HEADER_BYTES + len);
         this.#body.set(this.#head);
         this.#bodyLen = FRAME_HEADER_BYTES;
@@ -233,7 +273,14 @@ export class FrameSplitter {
     while (chunk.length - pos >= FRAME_HEADER_BYTES) {
       const len = frameLength(chunk, pos);
       if (len > this.#maxLength) throw new FrameError(`frame of ${len} bytes`);
-      if (chunk.length - pos < FRAME_HEADER_BYTES + len) break;
+      const avail = chunk.length - pos - FRAME_HEADER_BYTES;
+      if (avail < len) {
+        if (streamer?.begin(chunk, pos, len, avail)) {
+          this.#streamLeft = len - avail;
+          return;
+        }
+        break;
+      }
       onFrame(chunk, pos, len);
       pos += FRAME_HEADER_BYTES + len;
     }
