@@ -19,15 +19,35 @@ import { Buffer } from "node:buffer";
 import type { Duplex } from "node:stream";
 import { encodeHeaders, HpackDecoder } from "./hpack.ts";
 
+/** Requests up to this size are carved out of a shared slab. */
+const SLAB_MAX_ITEM = 64 << 10;
+/** Size of one slab. */
+const SLAB_SIZE = 256 << 10;
+let slab: ArrayBuffer | undefined;
+let slabOffset = 0;
+
 /**
- * An uninitialised-looking Buffer of `n` bytes for data about to be copied
- * in. In Deno, `Buffer.allocUnsafe` of large sizes costs more than a plain
- * (zeroed) `Uint8Array` wrapped as a Buffer, and large copies are on the
- * data path.
+ * A Buffer of `n` bytes for data about to be copied in (its contents are
+ * unspecified). In Deno, `Buffer.allocUnsafe` of large sizes costs more than
+ * a plain (zeroed) `Uint8Array` wrapped as a Buffer, and every allocation
+ * of a separate ArrayBuffer is costly on the data path (tens of thousands of
+ * message-sized copies per transfer): small requests are therefore
+ * carved one after the other out of a shared 256 KiB slab, which is freed
+ * once none of its pieces is referenced.
  */
 export function allocBuffer(n: number): Buffer {
-  const u = new Uint8Array(n);
-  return Buffer.from(u.buffer, 0, n);
+  if (n > SLAB_MAX_ITEM) {
+    const u = new Uint8Array(n);
+    return Buffer.from(u.buffer, 0, n);
+  }
+  if (!slab || slabOffset + n > SLAB_SIZE) {
+    slab = new ArrayBuffer(SLAB_SIZE);
+    slabOffset = 0;
+  }
+  const out = Buffer.from(slab, slabOffset, n);
+  // Keep pieces 8-byte aligned.
+  slabOffset += (n + 7) & ~7;
+  return out;
 }
 
 /** Joins `chunks` (of `total` bytes) into one new Buffer. */
@@ -444,6 +464,26 @@ export class H2Connection {
     return out;
   }
 
+  /** Takes `n` bytes (n <= buffered) as views of the input chunks. */
+  #takePieces(n: number): Buffer[] {
+    const out: Buffer[] = [];
+    let left = n;
+    while (left > 0) {
+      const c = this.#inbuf[0]!;
+      if (c.length <= left) {
+        if (c.length > 0) out.push(c);
+        left -= c.length;
+        this.#inbuf.shift();
+      } else {
+        out.push(c.subarray(0, left));
+        this.#inbuf[0] = c.subarray(left);
+        left = 0;
+      }
+    }
+    this.#inlen -= n;
+    return out;
+  }
+
   #peek(n: number): Buffer {
     if (this.#inbuf[0]!.length >= n) return this.#inbuf[0]!;
     // Join just enough leading chunks to hold n bytes.
@@ -470,6 +510,14 @@ export class H2Connection {
       const flags = h[4]!;
       const streamId = h.readUInt32BE(5) & 0x7fffffff;
       this.#take(9);
+      if (
+        type === T.DATA && !(flags & F.PADDED) && !this.#headerBlock && len > 0 &&
+        this.#inbuf[0]!.length < len
+      ) {
+        // A DATA payload split across input chunks goes to its stream in pieces (no copy).
+        this.#onDataPieces(flags, streamId, this.#takePieces(len), len);
+        continue;
+      }
       const payload = len > 0 ? this.#take(len) : Buffer.alloc(0);
       this.#onFrame(type, flags, streamId, payload);
     }
@@ -541,20 +589,7 @@ export class H2Connection {
           padding = p[0]! + 1;
           p = p.subarray(1, p.length - p[0]!);
         }
-        const s = this.#streams.get(id);
-        if (!s || s.closed) {
-          // Closed or unknown stream: keep the connection window going.
-          this.#connUnacked += payload.length;
-          if (this.#connUnacked >= this.#connWindow / 2) {
-            this.#urgent.push(windowUpdate(0, this.#connUnacked));
-            this.#connUnacked = 0;
-            this.#scheduleFlush();
-          }
-          return;
-        }
-        if (padding > 0) this.consumed(s, padding);
-        if (p.length > 0) s.pushData(p);
-        if (flags & F.END_STREAM) s.pushEnd();
+        this.#onDataPieces(flags, id, p.length > 0 ? [p] : [], payload.length, padding);
         return;
       }
       case T.RST_STREAM: {
@@ -570,6 +605,30 @@ export class H2Connection {
       default:
         return; // PRIORITY, PUSH_PROMISE from a client (invalid, ignored), unknown types
     }
+  }
+
+  /** A DATA frame of `frameLength` bytes (`padding` of them padding) carrying `pieces`. */
+  #onDataPieces(
+    flags: number,
+    id: number,
+    pieces: readonly Buffer[],
+    frameLength: number,
+    padding = 0,
+  ): void {
+    const s = this.#streams.get(id);
+    if (!s || s.closed) {
+      // Closed or unknown stream: keep the connection window going.
+      this.#connUnacked += frameLength;
+      if (this.#connUnacked >= this.#connWindow / 2) {
+        this.#urgent.push(windowUpdate(0, this.#connUnacked));
+        this.#connUnacked = 0;
+        this.#scheduleFlush();
+      }
+      return;
+    }
+    if (padding > 0) this.consumed(s, padding);
+    for (const p of pieces) s.pushData(p);
+    if (flags & F.END_STREAM) s.pushEnd();
   }
 
   #endHeaders(): void {
