@@ -223,16 +223,48 @@ export async function isAlive(stamp: ProcessStamp | undefined): Promise<boolean>
  * Only sockets of our network namespace are visible; rootlesskit runs
  * buildkitd with `--net=host` (its default), so they are.
  */
-export function countConnections(procNetUnix: string | undefined, socketPath: string): number {
+export function countConnections(
+  procNetUnix: string | undefined,
+  socketPath: string,
+  ownInodes?: ReadonlySet<string>,
+): number {
   if (!procNetUnix) return 0;
+  // With the daemon's own socket inodes known, count only those: a socket of
+  // the same path in another mount namespace (same network namespace) is
+  // listed here too and must not count as this daemon's activity.
+  const only = ownInodes && ownInodes.size > 0 ? ownInodes : undefined;
   let n = 0;
   for (const line of procNetUnix.split("\n")) {
     // Num RefCount Protocol Flags Type St Inode Path
     if (!line.endsWith(socketPath)) continue;
     const f = line.trim().split(/\s+/);
-    if (f.length >= 8 && f[7] === socketPath && f[5] === "03") n++;
+    if (f.length >= 8 && f[7] === socketPath && f[5] === "03" && (!only || only.has(f[6]!))) n++;
   }
   return n;
+}
+
+/**
+ * The inodes of the sockets held by `pid` and its descendants (rootlesskit
+ * runs buildkitd as a child). Empty when they cannot be read; callers then
+ * fall back to counting by path.
+ */
+export async function socketInodes(pid: number): Promise<Set<string>> {
+  const script = 'walk() { echo "$1"; for t in /proc/"$1"/task/*/children; do ' +
+    'for c in $(cat "$t" 2>/dev/null); do walk "$c"; done; done; }; ' +
+    'for p in $(walk "$1"); do for f in /proc/"$p"/fd/*; do readlink "$f" 2>/dev/null; done; done';
+  const inodes = new Set<string>();
+  try {
+    const o = await new Deno.Command("/bin/sh", {
+      args: ["-c", script, "sh", String(pid)],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    for (const m of new TextDecoder().decode(o.stdout).matchAll(/^socket:\[(\d+)\]$/gm)) {
+      inodes.add(m[1]!);
+    }
+  } catch { /* no /bin/sh: unknown */ }
+  return inodes;
 }
 
 /** Sends a signal, ignoring "no such process". Returns whether it was sent. */

@@ -5,6 +5,7 @@ import {
   parseProcStat,
   pidExists,
   readProcFiles,
+  socketInodes,
   stampMatches,
   stampOf,
 } from "./proc.ts";
@@ -22,6 +23,32 @@ Deno.test("countConnections() counts connected server sockets on the path only",
   assert.equal(countConnections(NET_UNIX, "/run/buildkit/buildkitd.sock"), 2);
   assert.equal(countConnections(NET_UNIX, "/nope.sock"), 0);
   assert.equal(countConnections(undefined, "/run/buildkit/buildkitd.sock"), 0);
+});
+
+Deno.test("countConnections() counts only the daemon's own sockets when their inodes are known", () => {
+  const path = "/run/buildkit/buildkitd.sock";
+  assert.equal(countConnections(NET_UNIX, path, new Set(["29445"])), 1);
+  assert.equal(countConnections(NET_UNIX, path, new Set(["1"])), 0, "another namespace's daemon");
+  assert.equal(countConnections(NET_UNIX, path, new Set()), 2, "unknown inodes: count by path");
+});
+
+Deno.test("socketInodes() finds the sockets a process tree holds", async () => {
+  const dir = await Deno.makeTempDir();
+  const listener = Deno.listen({ transport: "unix", path: `${dir}/s.sock` });
+  try {
+    const child = new Deno.Command("/bin/sh", { args: ["-c", "sleep 5 & wait"], stdout: "null" })
+      .spawn();
+    try {
+      const ours = await socketInodes(Deno.pid);
+      assert.ok(ours.size > 0, "this process holds a listening socket");
+    } finally {
+      child.kill("SIGKILL");
+      await child.status;
+    }
+  } finally {
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("parseProcStat() handles a comm with spaces and parentheses", () => {

@@ -36,6 +36,7 @@ import {
   readProcFiles,
   signalProcess,
   sleep,
+  socketInodes,
   stampMatches,
   stampOf,
   waitForExit,
@@ -84,10 +85,13 @@ async function look(
 ): Promise<{ alive: boolean; connections: number }> {
   if (!pidExists(daemon.pid)) return { alive: false, connections: 0 };
   const stat = `/proc/${daemon.pid}/stat`;
-  const files = await readProcFiles([stat, "/proc/net/unix"]);
+  const [files, inodes] = await Promise.all([
+    readProcFiles([stat, "/proc/net/unix"]),
+    socketInodes(daemon.pid),
+  ]);
   return {
     alive: stampMatches(daemon, files.get(stat), await bootId()),
-    connections: countConnections(files.get("/proc/net/unix"), socketPath),
+    connections: countConnections(files.get("/proc/net/unix"), socketPath, inodes),
   };
 }
 
