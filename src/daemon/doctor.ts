@@ -10,7 +10,14 @@ import { dirname } from "node:path";
 import { CAP_SYS_ADMIN, effectiveCaps, hasCap, type Identity, readProcFiles } from "./proc.ts";
 import type { DaemonPaths } from "./paths.ts";
 import { daemonPath, findProgram } from "./find.ts";
-import { installHint, rootlessPrograms, subIdRanges, usernsProblems } from "./prereq.ts";
+import {
+  installHint,
+  ROOTLESSKIT_PACKAGES,
+  rootlessPrograms,
+  subIdRanges,
+  UIDMAP_PACKAGES,
+  usernsProblems,
+} from "./prereq.ts";
 import { answers } from "./bootstrap.ts";
 import { readRecord, recordAlive } from "./record.ts";
 import { BUILDKIT_VERSION } from "../version.ts";
@@ -189,12 +196,7 @@ export async function doctor(
           name: "rootlesskit",
           status: "fail",
           detail: "not found on PATH",
-          fix: installHint({
-            debian: "rootlesskit",
-            fedora: "rootlesskit",
-            alpine: "rootlesskit",
-            arch: "rootlesskit",
-          }),
+          fix: installHint(ROOTLESSKIT_PACKAGES),
         },
     );
     for (const p of [progs.newuidmap, progs.newgidmap]) {
@@ -203,12 +205,7 @@ export async function doctor(
           name: p.name,
           status: "fail",
           detail: "not found on PATH",
-          fix: installHint({
-            debian: "uidmap",
-            fedora: "shadow-utils",
-            alpine: "shadow-subids",
-            arch: "shadow",
-          }),
+          fix: installHint(UIDMAP_PACKAGES),
         });
         continue;
       }

@@ -241,29 +241,25 @@ function checkPrivileges(): void {
   }
 }
 
-/** Runs `test -w DIR -a -x DIR` as the user; returns whether it passed. */
-function writableAs(user: LocalUser, dir: string): boolean {
-  const out = new Deno.Command("/usr/bin/setpriv", {
-    args: [
-      `--reuid=${user.uid}`,
-      `--regid=${user.gid}`,
-      "--init-groups",
-      "--",
-      "/usr/bin/test",
-      "-w",
-      dir,
-      "-a",
-      "-x",
-      dir,
-    ],
+/**
+ * Runs a system program as `user` (setpriv, cleared environment, cwd /).
+ * Used for checks that must be decided by the kernel as that user.
+ */
+function runAsUser(user: LocalUser, argv: string[]): Deno.CommandOutput {
+  return new Deno.Command("/usr/bin/setpriv", {
+    args: [`--reuid=${user.uid}`, `--regid=${user.gid}`, "--init-groups", "--", ...argv],
     clearEnv: true,
     env: { PATH: SYSTEM_PATH, LANG: "C" },
     cwd: "/",
     stdin: "null",
     stdout: "null",
-    stderr: "null",
+    stderr: "piped",
   }).outputSync();
-  return out.code === 0;
+}
+
+/** Runs `test -w DIR -a -x DIR` as the user; returns whether it passed. */
+function writableAs(user: LocalUser, dir: string): boolean {
+  return runAsUser(user, ["/usr/bin/test", "-w", dir, "-a", "-x", dir]).code === 0;
 }
 
 /**
@@ -746,25 +742,7 @@ export async function grantDaemonAccess(req: GrantRequest): Promise<GrantResult>
     const parentProblem = rootDirPathProblem(dirname(root), users.map((u) => u.uid));
     if (parentProblem) fail(`cannot use ${root}: ${parentProblem}`);
     const u = users[0]!;
-    const mk = new Deno.Command("/usr/bin/setpriv", {
-      args: [
-        `--reuid=${u.uid}`,
-        `--regid=${u.gid}`,
-        "--init-groups",
-        "--",
-        "/usr/bin/mkdir",
-        "-m",
-        "0700",
-        "--",
-        root,
-      ],
-      clearEnv: true,
-      env: { PATH: SYSTEM_PATH, LANG: "C" },
-      cwd: "/",
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).outputSync();
+    const mk = runAsUser(u, ["/usr/bin/mkdir", "-m", "0700", "--", root]);
     if (mk.code !== 0) fail(`cannot create ${root} as ${u.name}: ${dec.decode(mk.stderr).trim()}`);
     req.out(`created ${root} as ${u.name}`);
   }

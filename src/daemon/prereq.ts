@@ -39,6 +39,22 @@ function distro(): Distro {
   return "other";
 }
 
+/** The package that ships rootlesskit, per distribution. */
+export const ROOTLESSKIT_PACKAGES = {
+  debian: "rootlesskit",
+  fedora: "rootlesskit",
+  alpine: "rootlesskit",
+  arch: "rootlesskit",
+} as const;
+
+/** The package that ships newuidmap/newgidmap, per distribution. */
+export const UIDMAP_PACKAGES = {
+  debian: "uidmap",
+  fedora: "shadow-utils",
+  alpine: "shadow-subids",
+  arch: "shadow",
+} as const;
+
 /** The install command for a package, spelled for this distribution. */
 export function installHint(
   pkg: { debian: string; fedora: string; alpine: string; arch: string },
@@ -127,24 +143,14 @@ export async function rootlessProblems(
   if (!programs.rootlesskit.path) {
     problems.push({
       what: "rootlesskit: not found on PATH",
-      fix: installHint({
-        debian: "rootlesskit",
-        fedora: "rootlesskit",
-        alpine: "rootlesskit",
-        arch: "rootlesskit",
-      }),
+      fix: installHint(ROOTLESSKIT_PACKAGES),
     });
   }
   for (const p of [programs.newuidmap, programs.newgidmap]) {
     if (!p.path) {
       problems.push({
         what: `${p.name}: not found on PATH`,
-        fix: installHint({
-          debian: "uidmap",
-          fedora: "shadow-utils",
-          alpine: "shadow-subids",
-          arch: "shadow",
-        }),
+        fix: installHint(UIDMAP_PACKAGES),
       });
     }
   }
