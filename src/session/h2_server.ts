@@ -17,7 +17,8 @@
 
 import { Buffer } from "node:buffer";
 import type { Duplex } from "node:stream";
-import { encodeHeaders, HpackDecoder } from "./hpack.ts";
+import { encodeHeaders, HpackDecoder } from "../launcher/hpack.ts";
+import { Flag as F, FrameType as T, H2Code, PREFACE } from "../launcher/h2_frames.ts";
 
 /** Requests up to this size are carved out of a shared slab. */
 const SLAB_MAX_ITEM = 64 << 10;
@@ -61,37 +62,8 @@ export function joinChunks(chunks: readonly Uint8Array[], total: number): Buffer
   return out;
 }
 
-const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
-
-/** Frame types. */
-const T = {
-  DATA: 0,
-  HEADERS: 1,
-  PRIORITY: 2,
-  RST_STREAM: 3,
-  SETTINGS: 4,
-  PUSH_PROMISE: 5,
-  PING: 6,
-  GOAWAY: 7,
-  WINDOW_UPDATE: 8,
-  CONTINUATION: 9,
-} as const;
-
-/** Frame flags. */
-const F = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4, PADDED: 0x8, PRIORITY: 0x20 } as const;
-
-/** Error codes. */
-export const H2Error = {
-  NO_ERROR: 0,
-  PROTOCOL_ERROR: 1,
-  INTERNAL_ERROR: 2,
-  FLOW_CONTROL_ERROR: 3,
-  STREAM_CLOSED: 5,
-  FRAME_SIZE_ERROR: 6,
-  REFUSED_STREAM: 7,
-  CANCEL: 8,
-  COMPRESSION_ERROR: 9,
-} as const;
+/** HTTP/2 error codes (shared with the gatekeeper's frame layer). */
+export const H2Error = H2Code;
 
 /** Options of {@linkcode H2Connection}. */
 export interface H2Options {

@@ -7,7 +7,7 @@ import { Buffer } from "node:buffer";
 import { Duplex } from "node:stream";
 import * as http2 from "node:http2";
 import { createHash } from "node:crypto";
-import { encodeHeaders, HpackDecoder, huffmanDecode } from "./hpack.ts";
+import { encodeHeaders, HpackDecoder, huffmanDecode } from "../launcher/hpack.ts";
 import { GrpcStatusError, type Handler, serveGrpc, Status } from "./grpc_server.ts";
 
 const hex = (s: string) => Uint8Array.from(s.match(/../g)!.map((b) => parseInt(b, 16)));
