@@ -167,8 +167,8 @@ function describeFsError(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Reads an LLB definition from stdin (no `--frontend`). */
-async function readDefinition(g: Globals, noCache: boolean): Promise<Uint8Array> {
+/** Reads and decodes an LLB definition from stdin (no `--frontend`). */
+async function readDefinition(g: Globals, noCache: boolean): Promise<Definition> {
   if (g.io.stdin.isTerminal) {
     throw usageError("please specify --frontend or pipe LLB definition to stdin");
   }
@@ -207,9 +207,8 @@ async function readDefinition(g: Globals, noCache: boolean): Promise<Uint8Array>
       md.ignoreCache = true;
       def.metadata[digest] = md;
     }
-    return Definition.encode(def).finish();
   }
-  return bytes;
+  return def;
 }
 
 async function sha256Hex(bytes: Uint8Array): Promise<string> {
@@ -324,13 +323,7 @@ export async function runBuild(flags: FlagValues, g: Globals): Promise<number> {
 
   const ref = randomId();
   const client = await connectDaemon(g);
-  let refWritten = false;
-  const writeRef = async () => {
-    if (plan.refFile && !refWritten) {
-      refWritten = true;
-      await Deno.writeTextFile(plan.refFile, ref, { mode: 0o666 });
-    }
-  };
+  let succeeded = false;
   try {
     const session = await startSession(client.control, {
       localDirs: plan.localDirs,
@@ -365,7 +358,7 @@ export async function runBuild(flags: FlagValues, g: Globals): Promise<number> {
       Entitlements: plan.entitlements,
       ProxyNetwork: plan.proxyNetwork,
     });
-    if (definition) req.Definition = Definition.decode(definition);
+    if (definition) req.Definition = definition;
     if (sourcePolicy) req.SourcePolicy = sourcePolicy;
 
     const encoder = new TextEncoder();
@@ -377,28 +370,28 @@ export async function runBuild(flags: FlagValues, g: Globals): Promise<number> {
     let response: SolveResponse;
     try {
       response = await solve(client, req, g.io.signal);
-    } catch (err) {
+    } finally {
       await status.finish(5000);
       await display.close();
       await session.close();
       trace?.close();
-      await writeRef();
-      throw err;
     }
-    await status.finish(5000);
-    await display.close();
-    await session.close();
-    trace?.close();
-    await writeRef();
     const finished = await finishCacheExports(plan.exportCache, response.ExporterResponse, {
       ociDirs,
     });
     finished.warnings.forEach(log);
     if (plan.metadataFile) await writeMetadataFile(plan.metadataFile, response.ExporterResponse);
+    succeeded = true;
     return ExitCode.Ok;
   } finally {
     client.close();
-    await writeRef().catch(() => {});
+    // Written at exit, success or failure, as upstream; a write error only
+    // fails an otherwise successful build.
+    if (plan.refFile) {
+      await Deno.writeTextFile(plan.refFile, ref, { mode: 0o666 }).catch((err) => {
+        if (succeeded) throw err;
+      });
+    }
   }
 }
 
