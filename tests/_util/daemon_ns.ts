@@ -14,16 +14,11 @@
  */
 
 import nodeAssert from "node:assert/strict";
-import { join } from "node:path";
-import { DENO, REPO, TEST_PATH } from "./paths.ts";
+import { REPO, TEST_PATH } from "./paths.ts";
+import { buildctlCommand, collect } from "./run.ts";
 
 /** The unprivileged user of the rootless tests (created with useradd, which adds a subuid range). */
 export const TEST_USER = "bkdtest";
-
-/** The entry that runs our buildctl. */
-export function buildctlEntry(): string {
-  return join(REPO, "main.ts");
-}
 
 /** The outcome of a command in the sandbox. */
 export interface NsResult {
@@ -173,48 +168,14 @@ export async function createSandbox(opts: SandboxOptions = {}): Promise<Sandbox>
     ...envFor(o),
     ...argv,
   ];
-  const start = (argv: string[], o: NsRunOptions): { done: Promise<NsResult> } => {
-    const t0 = performance.now();
-    const child = new Deno.Command("nsenter", {
-      args: wrap(argv, o),
+  const start = (argv: string[], o: NsRunOptions): { done: Promise<NsResult> } => ({
+    done: collect("nsenter", wrap(argv, o), {
       cwd: REPO,
-      stdin: o.stdin === undefined ? "null" : "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const done = (async () => {
-      if (o.stdin !== undefined) {
-        const w = child.stdin.getWriter();
-        await w.write(new TextEncoder().encode(o.stdin)).catch(() => {});
-        await w.close().catch(() => {});
-      }
-      const timer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* gone */ }
-      }, o.timeoutMs ?? 120_000);
-      const out = await child.output();
-      clearTimeout(timer);
-      const dec = new TextDecoder();
-      return {
-        code: out.code,
-        stdout: dec.decode(out.stdout),
-        stderr: dec.decode(out.stderr),
-        ms: performance.now() - t0,
-      };
-    })();
-    return { done };
-  };
-  const buildctlArgv = (args: string[]) => [
-    DENO,
-    "run",
-    "--quiet",
-    "--no-prompt",
-    `--config=${join(REPO, "deno.json")}`,
-    "-P=buildctl",
-    buildctlEntry(),
-    ...args,
-  ];
+      ...(o.stdin !== undefined ? { stdin: o.stdin } : {}),
+      ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
+    }),
+  });
+  const buildctlArgv = (args: string[]) => [...buildctlCommand(), ...args];
   const sb: Sandbox = {
     holderPid,
     uid,

@@ -12,6 +12,7 @@
 import { join } from "node:path";
 import { DENO, REPO, TOOLS_BIN, UPSTREAM_BUILDCTL } from "./paths.ts";
 import { busyboxRootfs } from "./busybox.ts";
+import { buildctlCommand, collect } from "./run.ts";
 
 /** Why the launcher tests cannot run here, or undefined. */
 export function launcherSkipReason(): string | undefined {
@@ -52,38 +53,15 @@ export interface ShOptions {
   inheritEnv?: boolean;
 }
 
-const dec = new TextDecoder();
-
 /** Runs a command (as the test's own user: root) and collects its output. */
-export async function sh(cmd: string, args: string[], opts: ShOptions = {}): Promise<Result> {
-  const t0 = performance.now();
-  const child = new Deno.Command(cmd, {
-    args,
+export function sh(cmd: string, args: string[], opts: ShOptions = {}): Promise<Result> {
+  return collect(cmd, args, {
     env: opts.env ?? {},
     clearEnv: !opts.inheritEnv,
     cwd: opts.cwd ?? "/",
-    stdin: opts.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, opts.timeoutMs ?? 120_000);
-  if (opts.stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(opts.stdin)).catch(() => {});
-    await w.close().catch(() => {});
-  }
-  const out = await child.output();
-  clearTimeout(timer);
-  return {
-    code: out.code,
-    stdout: dec.decode(out.stdout),
-    stderr: dec.decode(out.stderr),
-    ms: performance.now() - t0,
-  };
+    ...(opts.stdin !== undefined ? { stdin: opts.stdin } : {}),
+    ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+  });
 }
 
 // --- users -------------------------------------------------------------------------
@@ -211,15 +189,8 @@ export function buildctlAs(
   args: string[],
   opts: ShOptions = {},
 ): Promise<Result> {
-  return asUser(user, DENO, [
-    "run",
-    "--quiet",
-    "--no-prompt",
-    `--config=${join(REPO, "deno.json")}`,
-    "-P=buildctl",
-    join(REPO, "main.ts"),
-    ...args,
-  ], opts);
+  const [deno, ...pre] = buildctlCommand();
+  return asUser(user, deno!, [...pre, ...args], opts);
 }
 
 /** Upstream Go buildctl, run as `user`. */
@@ -271,18 +242,7 @@ export function newInstall(): Install {
 
 /** The admin command line: `buildctl daemon <verb> …` exactly as a user types it, from source. */
 function adminCommand(verb: "start" | "revoke", args: string[]): string[] {
-  return [
-    DENO,
-    "run",
-    "--quiet",
-    "--no-prompt",
-    `--config=${join(REPO, "deno.json")}`,
-    "-P=buildctl",
-    join(REPO, "main.ts"),
-    "daemon",
-    verb,
-    ...args,
-  ];
+  return [...buildctlCommand(), "daemon", verb, ...args];
 }
 
 /**

@@ -52,19 +52,36 @@ export function runUpstream(args: string[], opts: RunOptions = {}): Promise<RunR
   return run(UPSTREAM_BUILDCTL, args, opts);
 }
 
-/** Runs any command with the test environment. */
-export async function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
-  const env: Record<string, string> = {
-    PATH: TEST_PATH,
-    HOME: Deno.env.get("HOME") ?? "/root",
-    NO_COLOR: "1",
-    ...(opts.env ?? {}),
-  };
+/** Options of {@linkcode collect}. */
+export interface CollectOptions {
+  /** The environment; with `clearEnv` false it is added to the inherited one. */
+  env?: Record<string, string>;
+  clearEnv?: boolean;
+  cwd?: string;
+  /** Bytes or text for stdin (default: no stdin). */
+  stdin?: Uint8Array | string;
+  /** Kill after this many ms (default 120 s). */
+  timeoutMs?: number;
+}
+
+/** What {@linkcode collect} returns. */
+export interface Collected extends RunResult {
+  /** Milliseconds it took. */
+  ms: number;
+}
+
+/** Spawns a command, feeds stdin, kills it after the timeout, and collects its output. */
+export async function collect(
+  cmd: string,
+  args: string[],
+  opts: CollectOptions = {},
+): Promise<Collected> {
+  const t0 = performance.now();
   const child = new Deno.Command(cmd, {
     args,
-    env,
-    clearEnv: true,
-    cwd: opts.cwd ?? REPO,
+    ...(opts.env ? { env: opts.env } : {}),
+    clearEnv: opts.clearEnv ?? false,
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
     stdin: opts.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
@@ -90,5 +107,22 @@ export async function run(cmd: string, args: string[], opts: RunOptions = {}): P
     stdout: dec.decode(out.stdout),
     stderr: dec.decode(out.stderr),
     bytes: out.stdout,
+    ms: performance.now() - t0,
   };
+}
+
+/** Runs any command with the test environment. */
+export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  return collect(cmd, args, {
+    env: {
+      PATH: TEST_PATH,
+      HOME: Deno.env.get("HOME") ?? "/root",
+      NO_COLOR: "1",
+      ...(opts.env ?? {}),
+    },
+    clearEnv: true,
+    cwd: opts.cwd ?? REPO,
+    ...(opts.stdin !== undefined ? { stdin: opts.stdin } : {}),
+    ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+  });
 }
