@@ -15,6 +15,7 @@
  */
 import { join } from "node:path";
 import { DENO, REPO } from "./_util/paths.ts";
+import { buildctlCommand } from "./_util/run.ts";
 import {
   asUser,
   buildctlAs,
@@ -91,6 +92,7 @@ if (import.meta.main) {
       "--local",
       `dockerfile=${ctx}`,
     ];
+    const buildctl = buildctlCommand();
     const viaGate: number[] = [];
     const direct: number[] = [];
     // One untimed run each way first, so that both users' Deno caches are warm
@@ -103,17 +105,14 @@ if (import.meta.main) {
         const t0 = performance.now();
         const r = throughGate
           ? await buildctlAs(c.alice, ["--addr", `unix://${gate}`, ...build(ctx)])
-          : await sh(DENO, [
-            "run",
-            "--quiet",
-            "--no-prompt",
-            `--config=${join(REPO, "deno.json")}`,
-            "-P=buildctl",
-            join(REPO, "main.ts"),
+          : await sh(buildctl[0]!, [
+            ...buildctl.slice(1),
             "--addr",
             `unix://${priv}`,
             ...build(ctx),
-          ], { env: { PATH: "/usr/bin:/bin", HOME: "/root" } });
+          ], {
+            env: { PATH: "/usr/bin:/bin", HOME: "/root" },
+          });
         const ms = performance.now() - t0;
         if (r.code !== 0) throw new Error(`build failed: ${r.stderr}`);
         if (i < 0) continue; // warm-up
