@@ -172,18 +172,7 @@ async function readDefinition(g: Globals, noCache: boolean): Promise<Definition>
   if (g.io.stdin.isTerminal) {
     throw usageError("please specify --frontend or pipe LLB definition to stdin");
   }
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of g.io.stdin.readable) {
-    chunks.push(chunk);
-    size += chunk.length;
-  }
-  const bytes = new Uint8Array(size);
-  let off = 0;
-  for (const c of chunks) {
-    bytes.set(c, off);
-    off += c.length;
-  }
+  const bytes = new Uint8Array(await new Response(g.io.stdin.readable).arrayBuffer());
   let def: Definition;
   try {
     def = Definition.decode(bytes);
