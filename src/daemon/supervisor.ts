@@ -142,9 +142,13 @@ export async function supervise(opts: SuperviseOptions): Promise<SuperviseOutcom
   /** Updates the activity facts; returns whether the daemon lives and how long it has been idle. */
   const observe = async () => {
     const seen = await look(daemon, rec.socketPath);
+    // A connection seen at the previous tick may have lasted until just
+    // before this one: count activity up to now, so that the daemon is never
+    // stopped less than the timeout after its last connection closed.
+    const hadConnections = connections > 0;
     connections = seen.connections;
     const now = Date.now();
-    if (connections > 0) lastActivity = now;
+    if (connections > 0 || hadConnections) lastActivity = now;
     lastActivity = Math.max(lastActivity, mtimeMs(files.clientsPath));
     return { alive: seen.alive, idleFor: now - lastActivity };
   };
