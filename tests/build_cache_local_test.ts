@@ -8,15 +8,13 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import * as grpc from "@grpc/grpc-js";
 import type {
   CacheOptionsEntry,
-  ControlClient,
   SolveRequest,
   SolveResponse,
   StatusResponse,
 } from "../src/gen/github.com/moby/buildkit/api/services/control/control.ts";
-import { connect, parseAddress } from "../src/client/mod.ts";
+import { type BuildkitClient, connect, GrpcError, parseAddress } from "../src/client/mod.ts";
 import { type Handler, serveGrpc } from "../src/session/grpc_server.ts";
 import { openTunnel } from "../src/session/tunnel.ts";
 import { Methods, newSessionId } from "../src/session/session.ts";
@@ -58,7 +56,7 @@ interface TestSession {
 
 /** A session serving health, FileSync for `localDirs` and the content stores. */
 function startTestSession(
-  control: ControlClient,
+  client: BuildkitClient,
   localDirs: Map<string, string>,
   stores: ReadonlyMap<string, string>,
 ): TestSession {
@@ -78,11 +76,12 @@ function startTestSession(
       return h(call);
     });
   }
-  const md = new grpc.Metadata();
-  md.set("x-docker-expose-session-uuid", id);
-  md.set("x-docker-expose-session-sharedkey", "");
-  for (const path of handlers.keys()) md.add("x-docker-expose-session-grpc-method", path);
-  const tunnel = openTunnel(control, md);
+  const md: [string, string][] = [
+    ["x-docker-expose-session-uuid", id],
+    ["x-docker-expose-session-sharedkey", ""],
+  ];
+  for (const path of handlers.keys()) md.push(["x-docker-expose-session-grpc-method", path]);
+  const tunnel = openTunnel(client, md);
   const conn = serveGrpc(tunnel.duplex, handlers);
   return {
     id,
@@ -100,7 +99,7 @@ function startTestSession(
 
 interface SolveResult {
   response?: SolveResponse;
-  error?: grpc.ServiceError;
+  error?: GrpcError;
   statuses: StatusResponse[];
 }
 
@@ -114,7 +113,7 @@ async function build(
   const client = await connect({ address: parseAddress(d.addr), timeoutMs: 10_000 });
   try {
     const session = startTestSession(
-      client.control,
+      client,
       new Map([["context", ctx], ["dockerfile", ctx]]),
       stores,
     );
@@ -140,18 +139,11 @@ async function build(
       ...req,
     };
     const statuses: StatusResponse[] = [];
-    const statusDone = new Promise<void>((resolve) => {
-      const call = client.control.status({ Ref: ref });
-      call.on("data", (s: StatusResponse) => statuses.push(s));
-      call.on("error", () => resolve());
-      call.on("end", () => resolve());
-    });
-    const result = await new Promise<SolveResult>((resolve) => {
-      client.control.solve(full, (err, res) => {
-        if (err) resolve({ error: err, statuses });
-        else resolve({ response: res, statuses });
-      });
-    });
+    const statusDone = client.status(ref, (st) => statuses.push(st)).status;
+    const result: SolveResult = await client.solve(full).then(
+      (response) => ({ response, statuses }),
+      (error: GrpcError) => ({ error, statuses }),
+    );
     await Promise.race([statusDone, new Promise((r) => setTimeout(r, 5000))]);
     await session.close();
     return result;

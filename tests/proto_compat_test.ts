@@ -4,26 +4,25 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import * as grpc from "@grpc/grpc-js";
 import {
-  ControlClient,
+  ControlDefinition,
   DiskUsageResponse,
-  InfoResponse,
   ListWorkersRequest,
   ListWorkersResponse,
   SolveRequest,
-  SolveResponse,
   StatusResponse,
 } from "../src/gen/github.com/moby/buildkit/api/services/control/control.ts";
 import { Definition, Op, OpMetadata } from "../src/gen/github.com/moby/buildkit/solver/pb/ops.ts";
 import { Packet, Packet_PacketType } from "../src/gen/github.com/tonistiigi/fsutil/types/wire.ts";
 import {
-  FileSendService,
-  FileSyncService,
+  FileSendDefinition,
+  FileSyncDefinition,
 } from "../src/gen/github.com/moby/buildkit/session/filesync/filesync.ts";
-import { AuthService } from "../src/gen/github.com/moby/buildkit/session/auth/auth.ts";
-import { SecretsService } from "../src/gen/github.com/moby/buildkit/session/secrets/secrets.ts";
-import { HealthService } from "../src/gen/grpc/health/v1/health.ts";
+import { AuthDefinition } from "../src/gen/github.com/moby/buildkit/session/auth/auth.ts";
+import { SecretsDefinition } from "../src/gen/github.com/moby/buildkit/session/secrets/secrets.ts";
+import { HealthDefinition } from "../src/gen/grpc/health/v1/health.ts";
+import { connect, parseAddress, SESSION_METHOD } from "../src/client/mod.ts";
+import { Methods } from "../src/session/session.ts";
 import { startDaemon } from "./_util/daemon.ts";
 import { UPSTREAM_BUILDCTL } from "./_util/paths.ts";
 
@@ -272,37 +271,48 @@ Deno.test("upstream Go buildctl (debug dump-llb) parses our encoded LLB with the
   assert.match(text, /"amd64"/);
 });
 
-Deno.test("session service definitions carry BuildKit's exact gRPC method paths", () => {
-  assert.equal(FileSyncService.diffCopy.path, "/moby.filesync.v1.FileSync/DiffCopy");
-  assert.equal(FileSyncService.tarStream.path, "/moby.filesync.v1.FileSync/TarStream");
-  assert.equal(FileSendService.diffCopy.path, "/moby.filesync.v1.FileSend/DiffCopy");
-  assert.equal(AuthService.credentials.path, "/moby.filesync.v1.Auth/Credentials");
-  assert.equal(AuthService.fetchToken.path, "/moby.filesync.v1.Auth/FetchToken");
-  assert.equal(AuthService.getTokenAuthority.path, "/moby.filesync.v1.Auth/GetTokenAuthority");
+/** `/package.Service/Method` of a generated service definition's method. */
+function methodPath<D extends { fullName: string; methods: Record<string, { name: string }> }>(
+  def: D,
+  method: keyof D["methods"] & string,
+): string {
+  return `/${def.fullName}/${def.methods[method]!.name}`;
+}
+
+Deno.test("service definitions carry BuildKit's exact gRPC method paths, as the session serves them", () => {
+  assert.equal(methodPath(FileSyncDefinition, "diffCopy"), "/moby.filesync.v1.FileSync/DiffCopy");
+  assert.equal(methodPath(FileSyncDefinition, "tarStream"), "/moby.filesync.v1.FileSync/TarStream");
+  assert.equal(methodPath(FileSendDefinition, "diffCopy"), "/moby.filesync.v1.FileSend/DiffCopy");
+  assert.equal(methodPath(AuthDefinition, "credentials"), "/moby.filesync.v1.Auth/Credentials");
+  assert.equal(methodPath(AuthDefinition, "fetchToken"), "/moby.filesync.v1.Auth/FetchToken");
   assert.equal(
-    AuthService.verifyTokenAuthority.path,
+    methodPath(AuthDefinition, "getTokenAuthority"),
+    "/moby.filesync.v1.Auth/GetTokenAuthority",
+  );
+  assert.equal(
+    methodPath(AuthDefinition, "verifyTokenAuthority"),
     "/moby.filesync.v1.Auth/VerifyTokenAuthority",
   );
-  assert.equal(SecretsService.getSecret.path, "/moby.buildkit.secrets.v1.Secrets/GetSecret");
-  assert.equal(HealthService.check.path, "/grpc.health.v1.Health/Check");
-  assert.equal(HealthService.watch.path, "/grpc.health.v1.Health/Watch");
   assert.equal(
-    FileSyncService.diffCopy.requestStream && FileSyncService.diffCopy.responseStream,
-    true,
+    methodPath(SecretsDefinition, "getSecret"),
+    "/moby.buildkit.secrets.v1.Secrets/GetSecret",
   );
+  assert.equal(methodPath(HealthDefinition, "check"), "/grpc.health.v1.Health/Check");
+  assert.equal(methodPath(HealthDefinition, "watch"), "/grpc.health.v1.Health/Watch");
+  assert.equal(methodPath(ControlDefinition, "session"), "/moby.buildkit.v1.Control/Session");
+  assert.equal(SESSION_METHOD, "/moby.buildkit.v1.Control/Session");
+  assert.equal(FileSyncDefinition.methods.diffCopy.requestStream, true);
+  assert.equal(FileSyncDefinition.methods.diffCopy.responseStream, true);
+  // What the session advertises and serves is exactly these paths.
+  assert.equal(Methods.fileSyncDiffCopy, methodPath(FileSyncDefinition, "diffCopy"));
+  assert.equal(Methods.fileSendDiffCopy, methodPath(FileSendDefinition, "diffCopy"));
+  assert.equal(Methods.getSecret, methodPath(SecretsDefinition, "getSecret"));
+  assert.equal(Methods.authCredentials, methodPath(AuthDefinition, "credentials"));
+  assert.equal(Methods.healthCheck, methodPath(HealthDefinition, "check"));
 });
 
 // ---------------------------------------------------------------------------------------------
 // Real daemon
-
-function unary<Req, Res>(
-  fn: (req: Req, cb: (err: grpc.ServiceError | null, res: Res) => void) => unknown,
-  req: Req,
-): Promise<Res> {
-  return new Promise((resolve, reject) =>
-    fn(req, (err, res) => (err ? reject(err) : resolve(res)))
-  );
-}
 
 /** mkfile on scratch: needs no session, no images and no network, but leaves a cache record. */
 function scratchMkfileDefinition(): Definition {
@@ -328,27 +338,25 @@ function scratchMkfileDefinition(): Definition {
 
 Deno.test({
   name:
-    "generated grpc-js ControlClient talks to a real buildkitd v0.32.2: Info, ListWorkers, Solve+Status, DiskUsage",
-  // grpc-js keeps internal timers/handles alive briefly after close().
-  sanitizeOps: false,
-  sanitizeResources: false,
+    "our gRPC client and the generated types talk to a real buildkitd v0.32.2: Info, ListWorkers, Solve+Status, DiskUsage",
   fn: async () => {
     if (Deno.uid() !== 0) {
       throw new Error("this test needs root to start buildkitd");
     }
     const daemon = await startDaemon({ flags: ["--oci-worker-snapshotter=overlayfs"] });
-    const client = new ControlClient(daemon.addr, grpc.credentials.createInsecure(), {
-      "grpc.max_receive_message_length": 16 << 20,
-      "grpc.max_send_message_length": 16 << 20,
-    });
+    const client = await connect({ address: parseAddress(daemon.addr), timeoutMs: 10_000 });
     try {
-      const info: InfoResponse = await unary(client.info.bind(client), {});
+      const info = await client.info();
       assert.equal(info.buildkitVersion?.version, "v0.32.2");
       assert.equal(info.buildkitVersion?.package, "github.com/moby/buildkit");
 
-      const workers: ListWorkersResponse = await unary(client.listWorkers.bind(client), {
-        filter: [],
-      });
+      // Raw bytes through the channel, decoded by the generated type.
+      const workers = ListWorkersResponse.decode(
+        await client.channel.unary(
+          methodPath(ControlDefinition, "listWorkers"),
+          ListWorkersRequest.encode({ filter: [] }).finish(),
+        ),
+      );
       assert.ok(workers.record.length >= 1, "at least one worker");
       const w = workers.record[0];
       assert.ok(w.ID.length > 0);
@@ -364,37 +372,28 @@ Deno.test({
       const ref = "protocompat" + crypto.randomUUID().replaceAll("-", "").slice(0, 14);
       const vertexNames = new Set<string>();
       let sawCompleted = false;
-      const statusDone = new Promise<void>((resolve, reject) => {
-        const stream = client.status({ Ref: ref });
-        stream.on("data", (m: StatusResponse) => {
-          for (const v of m.vertexes) {
-            vertexNames.add(v.name);
-            if (v.completed && v.completed.seconds > 0n) sawCompleted = true;
-          }
-        });
-        stream.on("error", reject);
-        stream.on("end", () => resolve());
+      const statusCall = client.status(ref, (m) => {
+        for (const v of m.vertexes) {
+          vertexNames.add(v.name);
+          if (v.completed && v.completed.seconds > 0n) sawCompleted = true;
+        }
       });
-      const solved: SolveResponse = await unary(
-        client.solve.bind(client),
+      const solved = await client.solve(
         SolveRequest.create({ Ref: ref, Definition: scratchMkfileDefinition() }),
       );
       assert.deepEqual(solved.ExporterResponse, {});
-      await statusDone;
+      assert.equal((await statusCall.status).code, 0);
       assert.ok(vertexNames.has("proto-compat mkfile"), [...vertexNames].join(", "));
       assert.ok(sawCompleted, "a vertex reported a completed Timestamp");
 
-      const du: DiskUsageResponse = await unary(client.diskUsage.bind(client), {
-        filter: [],
-        ageLimit: 0n,
-      });
-      assert.ok(du.record.length >= 1, "the solve left at least one cache record");
-      for (const r of du.record) {
+      const du = await client.diskUsage({});
+      assert.ok(du.length >= 1, "the solve left at least one cache record");
+      for (const r of du) {
         assert.ok(r.ID.length > 0);
         assert.equal(typeof r.Size, "bigint");
         assert.ok(r.CreatedAt && r.CreatedAt.seconds >= 1704067200n);
       }
-      assert.ok(du.record.some((r) => r.RecordType === "regular"), "a regular record exists");
+      assert.ok(du.some((r) => r.RecordType === "regular"), "a regular record exists");
     } catch (err) {
       console.error(
         `--- buildkitd log (${daemon.logPath}) ---\n${daemon.log()}\n--- end of log ---`,

@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { connect, parseAddress } from "../src/client/mod.ts";
+import { connect, GrpcError, parseAddress } from "../src/client/mod.ts";
 import { startSession } from "../src/session/session.ts";
 import { startDaemon } from "./_util/daemon.ts";
 import type { SolveRequest } from "../src/gen/github.com/moby/buildkit/api/services/control/control.ts";
@@ -66,7 +66,7 @@ async function pullWithSession(
     );
     const client = await connect({ address: parseAddress(d.addr), timeoutMs: 10_000 });
     try {
-      const session = await startSession(client.control, {
+      const session = await startSession(client, {
         localDirs: new Map([["context", ctx], ["dockerfile", ctx]]),
         auth: { configFile: docker },
       });
@@ -86,9 +86,10 @@ async function pullWithSession(
         CompatibilityVersion: 0n,
         ProxyNetwork: false,
       } as SolveRequest;
-      const error = await new Promise<string>((resolve) => {
-        client.control.solve(req, (err) => resolve(err ? err.details : ""));
-      });
+      const error = await client.solve(req).then(
+        () => "",
+        (err: GrpcError) => err.details,
+      );
       await session.close();
       return { seen: reg.seen, error };
     } finally {

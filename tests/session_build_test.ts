@@ -4,14 +4,12 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import * as grpc from "@grpc/grpc-js";
 import type {
-  ControlClient,
   SolveRequest,
   SolveResponse,
   StatusResponse,
 } from "../src/gen/github.com/moby/buildkit/api/services/control/control.ts";
-import { connect, parseAddress } from "../src/client/mod.ts";
+import { type BuildkitClient, connect, GrpcError, parseAddress } from "../src/client/mod.ts";
 import { type Session, type SessionOptions, startSession } from "../src/session/session.ts";
 import { daemonTest, type TestDaemon } from "./_util/daemon.ts";
 import { runUpstream } from "./_util/run.ts";
@@ -22,7 +20,7 @@ import { busyboxRootfs } from "./_util/busybox.ts";
 
 interface SolveResult {
   response?: SolveResponse;
-  error?: grpc.ServiceError;
+  error?: GrpcError;
   statuses: StatusResponse[];
 }
 
@@ -34,8 +32,8 @@ async function build(
 ): Promise<SolveResult & { session: Session }> {
   const client = await connect({ address: parseAddress(d.addr), timeoutMs: 10_000 });
   try {
-    const session = await startSession(client.control, sessionOpts);
-    const result = await solve(client.control, { ...req, Session: session.id });
+    const session = await startSession(client, sessionOpts);
+    const result = await solve(client, { ...req, Session: session.id });
     await session.close();
     await session.closed;
     return { ...result, session };
@@ -44,7 +42,7 @@ async function build(
   }
 }
 
-async function solve(control: ControlClient, req: Partial<SolveRequest>): Promise<SolveResult> {
+async function solve(client: BuildkitClient, req: Partial<SolveRequest>): Promise<SolveResult> {
   const ref = `test${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}`;
   const full: SolveRequest = {
     Ref: ref,
@@ -68,18 +66,11 @@ async function solve(control: ControlClient, req: Partial<SolveRequest>): Promis
   };
   full.Ref = ref;
   const statuses: StatusResponse[] = [];
-  const statusDone = new Promise<void>((resolve) => {
-    const call = control.status({ Ref: ref });
-    call.on("data", (s: StatusResponse) => statuses.push(s));
-    call.on("error", () => resolve());
-    call.on("end", () => resolve());
-  });
-  const result = await new Promise<SolveResult>((resolve) => {
-    control.solve(full, (err, res) => {
-      if (err) resolve({ error: err, statuses });
-      else resolve({ response: res, statuses });
-    });
-  });
+  const statusDone = client.status(ref, (st) => statuses.push(st)).status;
+  const result: SolveResult = await client.solve(full).then(
+    (response) => ({ response, statuses }),
+    (error: GrpcError) => ({ error, statuses }),
+  );
   await Promise.race([statusDone, new Promise((r) => setTimeout(r, 5000))]);
   return result;
 }
@@ -640,20 +631,20 @@ daemonTest(
     const client = await connect({ address: parseAddress(d.addr), timeoutMs: 10_000 });
     try {
       const t0 = performance.now();
-      const s1 = await startSession(client.control, {});
+      const s1 = await startSession(client, {});
       await s1.close();
       await s1.closed;
       assert.ok(performance.now() - t0 < 2000, "close() waits for the daemon, not for its timeout");
       await s1.close(); // idempotent
 
       const ac = new AbortController();
-      const s2 = await startSession(client.control, { signal: ac.signal });
+      const s2 = await startSession(client, { signal: ac.signal });
       ac.abort();
       await s2.closed;
 
       // Extra services are served and advertised; duplicates are refused.
       await assert.rejects(
-        startSession(client.control, {
+        startSession(client, {
           services: new Map([["/grpc.health.v1.Health/Check", () => Promise.resolve()]]),
         }),
         /served twice/,

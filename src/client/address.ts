@@ -71,10 +71,3 @@ export function resolveAddress(
   if (fromEnv) return { address: parseAddress(fromEnv), isDefault: false, source: "BUILDKIT_HOST" };
   return { address: parseAddress(fallback), isDefault: true, source: "default" };
 }
-
-/** The gRPC target string grpc-js understands for an address. */
-export function grpcTarget(address: Address): string {
-  if (address.scheme === "unix") return `unix://${address.path}`;
-  const host = address.host.includes(":") ? `[${address.host}]` : address.host;
-  return `dns:${host}:${address.port}`;
-}

@@ -132,22 +132,19 @@ export async function daemonState(paths: DaemonPaths, logLines = 10): Promise<Da
 }
 
 /** Counts builds in progress: `ListenBuildHistory{ActiveOnly, EarlyExit}` lists them, then ends. */
-function activeBuilds(client: BuildkitClient, deadline: Date): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const refs = new Set<string>();
-    const call = client.control.listenBuildHistory(
-      { ActiveOnly: true, EarlyExit: true, Ref: "", Filter: [], Limit: 0 },
-      { deadline },
-    );
-    call.on("data", (ev: { type: BuildHistoryEventType; record?: { Ref: string } }) => {
+async function activeBuilds(client: BuildkitClient, deadline: Date): Promise<number> {
+  const refs = new Set<string>();
+  await client.listenBuildHistory(
+    { ActiveOnly: true, EarlyExit: true },
+    (ev) => {
       const ref = ev.record?.Ref;
       if (!ref) return;
       if (ev.type === HISTORY_STARTED) refs.add(ref);
       else refs.delete(ref);
-    });
-    call.on("end", () => resolve(refs.size));
-    call.on("error", (err: Error) => reject(client.mapError(err)));
-  });
+    },
+    { deadline: deadline.getTime() },
+  );
+  return refs.size;
 }
 
 /** The outcome of {@linkcode stopDaemon}. */

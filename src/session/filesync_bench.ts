@@ -14,6 +14,7 @@
 import { join } from "node:path";
 import { connect, parseAddress } from "../client/mod.ts";
 import { startSession } from "./session.ts";
+import { SolveRequest } from "../gen/github.com/moby/buildkit/api/services/control/control.ts";
 
 const REPO = join(import.meta.dirname!, "..", "..");
 const TOOLS_BIN = join(REPO, ".tools", "bin");
@@ -93,27 +94,25 @@ async function timed(
 /** Child mode: one build through our session. */
 async function child(addr: string, ctx: string): Promise<void> {
   const client = await connect({ address: parseAddress(addr), timeoutMs: 5000 });
-  const session = await startSession(client.control, {
+  const session = await startSession(client, {
     localDirs: new Map([["context", ctx], ["dockerfile", ctx]]),
   });
-  await new Promise((resolve, reject) => {
-    client.control.solve({
-      Ref: `bench${Date.now()}`,
-      Session: session.id,
-      Frontend: "dockerfile.v0",
-      FrontendAttrs: {},
-      Exporters: [],
-      ExporterDeprecated: "",
-      ExporterAttrsDeprecated: {},
-      Entitlements: [],
-      FrontendInputs: {},
-      Internal: false,
-      EnableSessionExporter: false,
-      SourcePolicySession: "",
-      CompatibilityVersion: 0n,
-      ProxyNetwork: false,
-    }, (err, r) => err ? reject(err) : resolve(r));
-  });
+  await client.solve(SolveRequest.fromPartial({
+    Ref: `bench${Date.now()}`,
+    Session: session.id,
+    Frontend: "dockerfile.v0",
+    FrontendAttrs: {},
+    Exporters: [],
+    ExporterDeprecated: "",
+    ExporterAttrsDeprecated: {},
+    Entitlements: [],
+    FrontendInputs: {},
+    Internal: false,
+    EnableSessionExporter: false,
+    SourcePolicySession: "",
+    CompatibilityVersion: 0n,
+    ProxyNetwork: false,
+  }));
   await session.close();
   client.close();
   const st = session.stats.get("context");

@@ -6,8 +6,7 @@
  * @module
  */
 
-import * as grpc from "@grpc/grpc-js";
-import type { ControlClient } from "../gen/github.com/moby/buildkit/api/services/control/control.ts";
+import type { BuildkitClient } from "../client/mod.ts";
 import { BuildctlError } from "../errors.ts";
 import { type Handler, serveGrpc } from "./grpc_server.ts";
 import { openTunnel, tunnelEnvelope } from "./tunnel.ts";
@@ -101,13 +100,13 @@ const HEALTH_SERVING = new Uint8Array([0x08, 0x01]);
 const CLOSE_TIMEOUT_MS = 5_000;
 
 /**
- * Opens the session tunnel on `control` and starts serving. Resolves once the
+ * Opens the session tunnel on `client` and starts serving. Resolves once the
  * call is started: the daemon registers the session when the call arrives,
  * so `Solve` (with `Session: session.id`) may be sent right away.
  *
  * @throws {BuildctlError} when the tunnel cannot be opened.
  */
-export function startSession(control: ControlClient, opts: SessionOptions = {}): Promise<Session> {
+export function startSession(client: BuildkitClient, opts: SessionOptions = {}): Promise<Session> {
   const id = newSessionId();
   const handlers = new Map<string, Handler>();
   handlers.set(Methods.healthCheck, async (call) => {
@@ -133,24 +132,25 @@ export function startSession(control: ControlClient, opts: SessionOptions = {}):
     handlers.set(path, h);
   }
 
-  const md = new grpc.Metadata();
-  md.set("x-docker-expose-session-uuid", id);
-  md.set("x-docker-expose-session-sharedkey", opts.sharedKey ?? "");
+  const md: [string, string][] = [
+    ["x-docker-expose-session-uuid", id],
+    ["x-docker-expose-session-sharedkey", opts.sharedKey ?? ""],
+  ];
   // One header field per method: the daemon does not split values on commas.
   if (opts.contentStores && opts.contentStores.size > 0) {
     for (const [path, h] of contentStoreHandlers(opts.contentStores)) handlers.set(path, h);
   }
-  for (const path of handlers.keys()) md.add("x-docker-expose-session-grpc-method", path);
+  for (const path of handlers.keys()) md.push(["x-docker-expose-session-grpc-method", path]);
   if (opts.healthCheckTimeoutMs !== undefined) {
-    md.set(
+    md.push([
       "x-buildkit-session-health-custom-timeout",
       String(Math.round(opts.healthCheckTimeoutMs)),
-    );
+    ]);
   }
 
   let tunnel: ReturnType<typeof openTunnel>;
   try {
-    tunnel = openTunnel(control, md);
+    tunnel = openTunnel(client, md);
   } catch (err) {
     return Promise.reject(
       new BuildctlError(`cannot open the session: ${(err as Error).message}`, { cause: err }),

@@ -13,8 +13,7 @@
 
 import { Duplex } from "node:stream";
 import { Buffer } from "node:buffer";
-import * as grpc from "@grpc/grpc-js";
-import type { ControlClient } from "../gen/github.com/moby/buildkit/api/services/control/control.ts";
+import type { BuildkitClient, CallStatus, ClientCall, HeaderList } from "../client/mod.ts";
 
 /** Buffers that already are encoded BytesMessages (made by {@linkcode tunnelEnvelope}). */
 const sealed = new WeakSet<Uint8Array>();
@@ -36,9 +35,6 @@ export const tunnelEnvelope = {
     return out;
   },
 };
-
-/** Path of the tunnel RPC. */
-export const SESSION_METHOD = "/moby.buildkit.v1.Control/Session";
 
 /** Largest BytesMessage we send (the daemon accepts 16 MiB). */
 const MAX_OUT_MESSAGE = 4 << 20;
@@ -68,7 +64,8 @@ export function encodeBytesMessageV(chunks: Uint8Array[], total: number): Buffer
 }
 
 /** Decodes a `BytesMessage`, returning a view of its `data` (no copy). */
-export function decodeBytesMessage(buf: Buffer): Buffer {
+export function decodeBytesMessage(bytes: Uint8Array): Buffer {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
   let pos = 0;
   let data: Buffer = EMPTY;
   while (pos < buf.length) {
@@ -134,27 +131,17 @@ export interface Tunnel {
   /** Bytes from the daemon in, bytes to the daemon out. */
   duplex: Duplex;
   /** The gRPC call (cancel it to tear everything down at once). */
-  call: grpc.ClientDuplexStream<Buffer, Buffer>;
+  call: ClientCall;
   /** Settles when the call has ended (status received), never rejects. */
-  ended: Promise<grpc.StatusObject>;
+  ended: Promise<CallStatus>;
 }
 
 /**
  * Opens `Control/Session` with the given metadata and returns it as a Duplex.
  * Ending the Duplex's writable side half-closes the call.
  */
-export function openTunnel(control: ControlClient, metadata: grpc.Metadata): Tunnel {
-  // Messages are encoded before call.write (see sendAll), so serializing is the identity.
-  const call = control.makeBidiStreamRequest<Buffer, Buffer>(
-    SESSION_METHOD,
-    (b: Buffer) => b,
-    decodeBytesMessage,
-    metadata,
-  );
-  let resolveEnded!: (s: grpc.StatusObject) => void;
-  const ended = new Promise<grpc.StatusObject>((r) => resolveEnded = r);
-  call.on("status", (s: grpc.StatusObject) => resolveEnded(s));
-
+export function openTunnel(client: BuildkitClient, metadata: HeaderList): Tunnel {
+  const call = client.openSession(metadata);
   let paused = false;
   const duplex = new Duplex({
     readableHighWaterMark: 4 << 20,
@@ -183,12 +170,12 @@ export function openTunnel(control: ControlClient, metadata: grpc.Metadata): Tun
   });
 
   /**
-   * Sends chunks to the daemon; cb once grpc-js has taken the last one.
+   * Sends chunks to the daemon; cb once the call has framed the last one.
    * Sealed chunks (see {@linkcode tunnelEnvelope}) are already messages; runs
    * of plain chunks are joined into one message (up to MAX_OUT_MESSAGE).
    */
   function sendAll(chunks: Uint8Array[], cb: (err?: Error | null) => void) {
-    const messages: Buffer[] = [];
+    const messages: Uint8Array[] = [];
     let run: Uint8Array[] = [];
     let runLen = 0;
     const endRun = () => {
@@ -209,33 +196,32 @@ export function openTunnel(control: ControlClient, metadata: grpc.Metadata): Tun
     for (const c of chunks) {
       if (sealed.has(c)) {
         endRun();
-        messages.push(c as Buffer);
+        messages.push(c);
       } else {
         run.push(c);
         runLen += c.length;
       }
     }
     endRun();
-    let i = 0;
-    const next = (err?: Error | null) => {
-      if (err) return cb(err);
-      if (i >= messages.length) return cb();
-      call.write(messages[i++]!, next);
-    };
-    next();
+    if (messages.length === 0) return cb();
+    let last: Promise<void> = Promise.resolve();
+    for (const m of messages) last = call.write(m);
+    // Once the call has ended, writes are dropped; its status tells the session why.
+    last.then(() => cb());
   }
 
-  call.on("data", (data: Buffer) => {
+  call.onMessage = (message) => {
+    const data = decodeBytesMessage(message);
     if (data.length === 0) return;
     if (!duplex.push(data)) {
       paused = true;
       call.pause();
     }
-  });
-  call.on("end", () => duplex.push(null));
-  call.on("error", (err: Error) => {
-    // The status is reported through `ended`; the Duplex just ends.
-    duplex.destroy(err);
+  };
+  const ended = call.status.then((status) => {
+    if (status.code === 0) duplex.push(null);
+    else duplex.destroy(new Error(`session ended: ${status.details}`));
+    return status;
   });
   return { duplex, call, ended };
 }

@@ -6,7 +6,6 @@
  */
 
 import { dirname, resolve } from "node:path";
-import * as grpc from "@grpc/grpc-js";
 import type { FlagValues } from "../command.ts";
 import type { Globals } from "../globals.ts";
 import { connectDaemon } from "../connect.ts";
@@ -23,6 +22,7 @@ import {
 } from "../flags/build.ts";
 import { BuildctlError, ExitCode, usageError } from "../../errors.ts";
 import type { BuildkitClient } from "../../client/mod.ts";
+import { GrpcError } from "../../client/grpc.ts";
 import {
   type SolveRequest,
   SolveRequest as SolveRequestCodec,
@@ -314,7 +314,7 @@ export async function runBuild(flags: FlagValues, g: Globals): Promise<number> {
   const client = await connectDaemon(g);
   let succeeded = false;
   try {
-    const session = await startSession(client.control, {
+    const session = await startSession(client, {
       localDirs: plan.localDirs,
       secrets,
       exporters: targets,
@@ -430,54 +430,45 @@ async function readSourcePolicy(path: string): Promise<Policy> {
   }
 }
 
-function solve(
+async function solve(
   client: BuildkitClient,
   req: SolveRequest,
   signal: AbortSignal,
 ): Promise<SolveResponse> {
-  return new Promise((resolvePromise, reject) => {
-    const call = client.control.solve(req, (err, res) => {
-      signal.removeEventListener("abort", onAbort);
-      if (err) {
-        if (signal.aborted) {
-          reject(new BuildctlError("build canceled", { exitCode: ExitCode.Interrupted }));
-          return;
-        }
-        const mapped = client.mapError(err);
-        if (mapped.exitCode === ExitCode.Unavailable) {
-          reject(
-            new BuildctlError(
-              `lost the connection to buildkitd at ${client.address.url} during the build: ${
-                (err as grpc.ServiceError).details || "connection dropped"
-              }`,
-              {
-                exitCode: ExitCode.Unavailable,
-                cause: err,
-                hint: "the daemon stopped or crashed; its log tells why (buildctl daemon logs)",
-              },
-            ),
-          );
-        } else if (mapped.exitCode === ExitCode.Failure) {
-          reject(
-            new BuildctlError(`failed to solve: ${mapped.message}`, {
-              exitCode: ExitCode.Failure,
-              cause: err,
-              preamble: sourcePreamble(err),
-            }),
-          );
-        } else reject(mapped);
-      } else resolvePromise(res);
-    });
-    const onAbort = () => call.cancel();
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
+  try {
+    return await client.solve(req, signal);
+  } catch (err) {
+    if (signal.aborted) {
+      throw new BuildctlError("build canceled", { exitCode: ExitCode.Interrupted });
+    }
+    const mapped = client.mapError(err);
+    if (mapped.exitCode === ExitCode.Unavailable) {
+      throw new BuildctlError(
+        `lost the connection to buildkitd at ${client.address.url} during the build: ${
+          (err as GrpcError).details || "connection dropped"
+        }`,
+        {
+          exitCode: ExitCode.Unavailable,
+          cause: err,
+          hint: "the daemon stopped or crashed; its log tells why (buildctl daemon logs)",
+        },
+      );
+    }
+    if (mapped.exitCode === ExitCode.Failure) {
+      throw new BuildctlError(`failed to solve: ${mapped.message}`, {
+        exitCode: ExitCode.Failure,
+        cause: err,
+        preamble: sourcePreamble(err),
+      });
+    }
+    throw mapped;
+  }
 }
 
 /** The Dockerfile lines of the failure, when the daemon attached them. */
 function sourcePreamble(err: unknown): string | undefined {
-  const md = (err as grpc.ServiceError).metadata;
-  const details = md?.get("grpc-status-details-bin")?.[0];
-  if (!details || typeof details === "string") return undefined;
+  const details = err instanceof GrpcError ? err.statusDetails : undefined;
+  if (!details) return undefined;
   const text = decodeSourceLocations(details).map(renderSourceLocation).join("");
   return text || undefined;
 }
@@ -493,34 +484,29 @@ function followStatus(
   onUpdate: (s: StatusResponse) => void,
   signal: AbortSignal,
 ): StatusFollower {
-  const call = client.control.status({ Ref: ref });
   let lastActivity = Date.now();
-  const done = new Promise<void>((resolvePromise) => {
-    call.on("data", (s: StatusResponse) => {
-      lastActivity = Date.now();
-      try {
-        onUpdate(s);
-      } catch { /* a display error must not break the build */ }
-    });
-    call.on("error", () => resolvePromise());
-    call.on("end", () => resolvePromise());
-  });
-  const onAbort = () => call.cancel();
-  signal.addEventListener("abort", onAbort, { once: true });
+  const call = client.status(ref, (s) => {
+    lastActivity = Date.now();
+    try {
+      onUpdate(s);
+    } catch { /* a display error must not break the build */ }
+  }, signal);
+  const done = call.status.then(() => {});
   return {
     async finish(ms: number) {
       // Upstream stops following status 5 s after the last update once Solve returned.
       for (;;) {
         const left = lastActivity + ms - Date.now();
         if (left <= 0) break;
+        let timer: ReturnType<typeof setTimeout> | undefined;
         const settled = await Promise.race([
           done.then(() => true),
-          new Promise((r) => setTimeout(() => r(false), left)),
+          new Promise((r) => timer = setTimeout(() => r(false), left)),
         ]);
+        clearTimeout(timer);
         if (settled) break;
       }
       call.cancel();
-      signal.removeEventListener("abort", onAbort);
     },
   };
 }

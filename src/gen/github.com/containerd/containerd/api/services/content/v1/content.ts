@@ -6,22 +6,6 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import {
-  type CallOptions,
-  type ChannelCredentials,
-  Client,
-  type ClientDuplexStream,
-  type ClientOptions,
-  type ClientReadableStream,
-  type ClientUnaryCall,
-  type handleBidiStreamingCall,
-  type handleServerStreamingCall,
-  type handleUnaryCall,
-  makeGenericClientConstructor,
-  type Metadata,
-  type ServiceError,
-  type UntypedServiceImplementation,
-} from "@grpc/grpc-js";
 import { Empty } from "../../../../../../../google/protobuf/empty.ts";
 import { FieldMask } from "../../../../../../../google/protobuf/field_mask.ts";
 import { Timestamp } from "../../../../../../../google/protobuf/timestamp.ts";
@@ -2117,245 +2101,94 @@ export const AbortRequest: MessageFns<AbortRequest> = {
   },
 };
 
-export type ContentService = typeof ContentService;
-export const ContentService = {
-  /** Metadata of one committed blob. */
-  info: {
-    path: "/containerd.services.content.v1.Content/Info" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: InfoRequest): Buffer => Buffer.from(InfoRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): InfoRequest => InfoRequest.decode(value),
-    responseSerialize: (value: InfoResponse): Buffer => Buffer.from(InfoResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): InfoResponse => InfoResponse.decode(value),
-  },
-  /** Changes the mutable fields (labels) of a blob. */
-  update: {
-    path: "/containerd.services.content.v1.Content/Update" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: UpdateRequest): Buffer => Buffer.from(UpdateRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): UpdateRequest => UpdateRequest.decode(value),
-    responseSerialize: (value: UpdateResponse): Buffer => Buffer.from(UpdateResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): UpdateResponse => UpdateResponse.decode(value),
-  },
-  /** Streams the metadata of every committed blob, in batches. */
-  list: {
-    path: "/containerd.services.content.v1.Content/List" as const,
-    requestStream: false as const,
-    responseStream: true as const,
-    requestSerialize: (value: ListContentRequest): Buffer => Buffer.from(ListContentRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ListContentRequest => ListContentRequest.decode(value),
-    responseSerialize: (value: ListContentResponse): Buffer => Buffer.from(ListContentResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ListContentResponse => ListContentResponse.decode(value),
-  },
-  /** Removes a committed blob. */
-  delete: {
-    path: "/containerd.services.content.v1.Content/Delete" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: DeleteContentRequest): Buffer => Buffer.from(DeleteContentRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): DeleteContentRequest => DeleteContentRequest.decode(value),
-    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
-    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
-  },
-  /** Streams a blob's bytes, optionally a range of them. */
-  read: {
-    path: "/containerd.services.content.v1.Content/Read" as const,
-    requestStream: false as const,
-    responseStream: true as const,
-    requestSerialize: (value: ReadContentRequest): Buffer => Buffer.from(ReadContentRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ReadContentRequest => ReadContentRequest.decode(value),
-    responseSerialize: (value: ReadContentResponse): Buffer => Buffer.from(ReadContentResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ReadContentResponse => ReadContentResponse.decode(value),
-  },
-  /** Progress of one in-flight ingest. */
-  status: {
-    path: "/containerd.services.content.v1.Content/Status" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: StatusRequest): Buffer => Buffer.from(StatusRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): StatusRequest => StatusRequest.decode(value),
-    responseSerialize: (value: StatusResponse): Buffer => Buffer.from(StatusResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): StatusResponse => StatusResponse.decode(value),
-  },
-  /** Progress of every in-flight ingest. */
-  listStatuses: {
-    path: "/containerd.services.content.v1.Content/ListStatuses" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: ListStatusesRequest): Buffer => Buffer.from(ListStatusesRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ListStatusesRequest => ListStatusesRequest.decode(value),
-    responseSerialize: (value: ListStatusesResponse): Buffer =>
-      Buffer.from(ListStatusesResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ListStatusesResponse => ListStatusesResponse.decode(value),
-  },
-  /** Writes (and finally commits) a blob under an ingest reference. */
-  write: {
-    path: "/containerd.services.content.v1.Content/Write" as const,
-    requestStream: true as const,
-    responseStream: true as const,
-    requestSerialize: (value: WriteContentRequest): Buffer => Buffer.from(WriteContentRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): WriteContentRequest => WriteContentRequest.decode(value),
-    responseSerialize: (value: WriteContentResponse): Buffer =>
-      Buffer.from(WriteContentResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): WriteContentResponse => WriteContentResponse.decode(value),
-  },
-  /** Drops an in-flight ingest. */
-  abort: {
-    path: "/containerd.services.content.v1.Content/Abort" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: AbortRequest): Buffer => Buffer.from(AbortRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): AbortRequest => AbortRequest.decode(value),
-    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
-    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+export type ContentDefinition = typeof ContentDefinition;
+export const ContentDefinition = {
+  name: "Content",
+  fullName: "containerd.services.content.v1.Content",
+  methods: {
+    /** Metadata of one committed blob. */
+    info: {
+      name: "Info",
+      requestType: InfoRequest as typeof InfoRequest,
+      requestStream: false,
+      responseType: InfoResponse as typeof InfoResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Changes the mutable fields (labels) of a blob. */
+    update: {
+      name: "Update",
+      requestType: UpdateRequest as typeof UpdateRequest,
+      requestStream: false,
+      responseType: UpdateResponse as typeof UpdateResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Streams the metadata of every committed blob, in batches. */
+    list: {
+      name: "List",
+      requestType: ListContentRequest as typeof ListContentRequest,
+      requestStream: false,
+      responseType: ListContentResponse as typeof ListContentResponse,
+      responseStream: true,
+      options: {},
+    },
+    /** Removes a committed blob. */
+    delete: {
+      name: "Delete",
+      requestType: DeleteContentRequest as typeof DeleteContentRequest,
+      requestStream: false,
+      responseType: Empty as typeof Empty,
+      responseStream: false,
+      options: {},
+    },
+    /** Streams a blob's bytes, optionally a range of them. */
+    read: {
+      name: "Read",
+      requestType: ReadContentRequest as typeof ReadContentRequest,
+      requestStream: false,
+      responseType: ReadContentResponse as typeof ReadContentResponse,
+      responseStream: true,
+      options: {},
+    },
+    /** Progress of one in-flight ingest. */
+    status: {
+      name: "Status",
+      requestType: StatusRequest as typeof StatusRequest,
+      requestStream: false,
+      responseType: StatusResponse as typeof StatusResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Progress of every in-flight ingest. */
+    listStatuses: {
+      name: "ListStatuses",
+      requestType: ListStatusesRequest as typeof ListStatusesRequest,
+      requestStream: false,
+      responseType: ListStatusesResponse as typeof ListStatusesResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Writes (and finally commits) a blob under an ingest reference. */
+    write: {
+      name: "Write",
+      requestType: WriteContentRequest as typeof WriteContentRequest,
+      requestStream: true,
+      responseType: WriteContentResponse as typeof WriteContentResponse,
+      responseStream: true,
+      options: {},
+    },
+    /** Drops an in-flight ingest. */
+    abort: {
+      name: "Abort",
+      requestType: AbortRequest as typeof AbortRequest,
+      requestStream: false,
+      responseType: Empty as typeof Empty,
+      responseStream: false,
+      options: {},
+    },
   },
 } as const;
-
-export interface ContentServer extends UntypedServiceImplementation {
-  /** Metadata of one committed blob. */
-  info: handleUnaryCall<InfoRequest, InfoResponse>;
-  /** Changes the mutable fields (labels) of a blob. */
-  update: handleUnaryCall<UpdateRequest, UpdateResponse>;
-  /** Streams the metadata of every committed blob, in batches. */
-  list: handleServerStreamingCall<ListContentRequest, ListContentResponse>;
-  /** Removes a committed blob. */
-  delete: handleUnaryCall<DeleteContentRequest, Empty>;
-  /** Streams a blob's bytes, optionally a range of them. */
-  read: handleServerStreamingCall<ReadContentRequest, ReadContentResponse>;
-  /** Progress of one in-flight ingest. */
-  status: handleUnaryCall<StatusRequest, StatusResponse>;
-  /** Progress of every in-flight ingest. */
-  listStatuses: handleUnaryCall<ListStatusesRequest, ListStatusesResponse>;
-  /** Writes (and finally commits) a blob under an ingest reference. */
-  write: handleBidiStreamingCall<WriteContentRequest, WriteContentResponse>;
-  /** Drops an in-flight ingest. */
-  abort: handleUnaryCall<AbortRequest, Empty>;
-}
-
-export interface ContentClient extends Client {
-  /** Metadata of one committed blob. */
-  info(request: InfoRequest, callback: (error: ServiceError | null, response: InfoResponse) => void): ClientUnaryCall;
-  info(
-    request: InfoRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: InfoResponse) => void,
-  ): ClientUnaryCall;
-  info(
-    request: InfoRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: InfoResponse) => void,
-  ): ClientUnaryCall;
-  /** Changes the mutable fields (labels) of a blob. */
-  update(
-    request: UpdateRequest,
-    callback: (error: ServiceError | null, response: UpdateResponse) => void,
-  ): ClientUnaryCall;
-  update(
-    request: UpdateRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: UpdateResponse) => void,
-  ): ClientUnaryCall;
-  update(
-    request: UpdateRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: UpdateResponse) => void,
-  ): ClientUnaryCall;
-  /** Streams the metadata of every committed blob, in batches. */
-  list(request: ListContentRequest, options?: Partial<CallOptions>): ClientReadableStream<ListContentResponse>;
-  list(
-    request: ListContentRequest,
-    metadata?: Metadata,
-    options?: Partial<CallOptions>,
-  ): ClientReadableStream<ListContentResponse>;
-  /** Removes a committed blob. */
-  delete(
-    request: DeleteContentRequest,
-    callback: (error: ServiceError | null, response: Empty) => void,
-  ): ClientUnaryCall;
-  delete(
-    request: DeleteContentRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: Empty) => void,
-  ): ClientUnaryCall;
-  delete(
-    request: DeleteContentRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: Empty) => void,
-  ): ClientUnaryCall;
-  /** Streams a blob's bytes, optionally a range of them. */
-  read(request: ReadContentRequest, options?: Partial<CallOptions>): ClientReadableStream<ReadContentResponse>;
-  read(
-    request: ReadContentRequest,
-    metadata?: Metadata,
-    options?: Partial<CallOptions>,
-  ): ClientReadableStream<ReadContentResponse>;
-  /** Progress of one in-flight ingest. */
-  status(
-    request: StatusRequest,
-    callback: (error: ServiceError | null, response: StatusResponse) => void,
-  ): ClientUnaryCall;
-  status(
-    request: StatusRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: StatusResponse) => void,
-  ): ClientUnaryCall;
-  status(
-    request: StatusRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: StatusResponse) => void,
-  ): ClientUnaryCall;
-  /** Progress of every in-flight ingest. */
-  listStatuses(
-    request: ListStatusesRequest,
-    callback: (error: ServiceError | null, response: ListStatusesResponse) => void,
-  ): ClientUnaryCall;
-  listStatuses(
-    request: ListStatusesRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: ListStatusesResponse) => void,
-  ): ClientUnaryCall;
-  listStatuses(
-    request: ListStatusesRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: ListStatusesResponse) => void,
-  ): ClientUnaryCall;
-  /** Writes (and finally commits) a blob under an ingest reference. */
-  write(): ClientDuplexStream<WriteContentRequest, WriteContentResponse>;
-  write(options: Partial<CallOptions>): ClientDuplexStream<WriteContentRequest, WriteContentResponse>;
-  write(
-    metadata: Metadata,
-    options?: Partial<CallOptions>,
-  ): ClientDuplexStream<WriteContentRequest, WriteContentResponse>;
-  /** Drops an in-flight ingest. */
-  abort(request: AbortRequest, callback: (error: ServiceError | null, response: Empty) => void): ClientUnaryCall;
-  abort(
-    request: AbortRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: Empty) => void,
-  ): ClientUnaryCall;
-  abort(
-    request: AbortRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: Empty) => void,
-  ): ClientUnaryCall;
-}
-
-export const ContentClient = makeGenericClientConstructor(
-  ContentService,
-  "containerd.services.content.v1.Content",
-) as unknown as {
-  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): ContentClient;
-  service: typeof ContentService;
-  serviceName: string;
-};
 
 function bytesFromBase64(b64: string): Uint8Array {
   return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
