@@ -111,20 +111,6 @@ export async function ensureDaemon(ctx: EnsureContext): Promise<EnsureResult> {
     return { address: paths.address, record: readRecord(paths.recordPath) };
   }
 
-  const buildkitd = findProgram("buildkitd", ctx.env);
-  if (!buildkitd.path) throw buildkitdNotFound(buildkitd);
-  let rootlesskit: FoundProgram | undefined;
-  let problems: Problem[];
-  if (paths.mode === "root") {
-    problems = await rootProblems(ctx.id);
-  } else {
-    const programs = rootlessPrograms(ctx.env);
-    rootlesskit = programs.rootlesskit;
-    problems = await rootlessProblems(ctx.id, programs);
-  }
-  if (problems.length) throw cannotStart(ctx.id, paths, problems);
-  trace("prerequisites checked");
-
   ensureRunDir(paths, ctx.id.euid);
   const startTimeoutMs = ctx.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
   const lock = await acquireLock(paths.lockPath, {
@@ -138,9 +124,24 @@ export async function ensureDaemon(ctx: EnsureContext): Promise<EnsureResult> {
   });
   try {
     // Double-checked: whoever held the lock before us may have started it.
+    // Only then are the prerequisites checked, so that the commands that
+    // lose a start race do no work but wait.
     if (await answers(paths.socketPath)) {
       return { address: paths.address, record: readRecord(paths.recordPath) };
     }
+    const buildkitd = findProgram("buildkitd", ctx.env);
+    if (!buildkitd.path) throw buildkitdNotFound(buildkitd);
+    let rootlesskit: FoundProgram | undefined;
+    let problems: Problem[];
+    if (paths.mode === "root") {
+      problems = await rootProblems(ctx.id);
+    } else {
+      const programs = rootlessPrograms(ctx.env);
+      rootlesskit = programs.rootlesskit;
+      problems = await rootlessProblems(ctx.id, programs);
+    }
+    if (problems.length) throw cannotStart(ctx.id, paths, problems);
+    trace("prerequisites checked");
     const previous = readRecord(paths.recordPath);
     if (previous && (await recordAlive(previous))) {
       // Ours, alive, not answering: still starting (its starter died?) or stopping.
