@@ -19,7 +19,6 @@
  */
 
 import { basename, dirname, join } from "node:path";
-import { lutimes } from "node:fs/promises";
 import { GrpcStatusError, type Handler, header, type ServerCall, Status } from "./grpc_server.ts";
 import { decodeBytesMessage } from "./tunnel.ts";
 import { joinChunks } from "./h2_server.ts";
@@ -496,9 +495,7 @@ async function receiveTree(
               dirs.push({ rel, stat });
             } else if (isLink) {
               await Deno.symlink(stat.linkname, abs);
-              await lutimes(abs, nsToSeconds(stat.modTime), nsToSeconds(stat.modTime)).catch(
-                () => {},
-              );
+              await setSymlinkTimes(abs, nsToSeconds(stat.modTime));
             } else if (stat.mode & (FileMode.Device | FileMode.NamedPipe)) {
               await mknod(abs, stat);
               await Deno.utime(abs, nsToSeconds(stat.modTime), nsToSeconds(stat.modTime));
@@ -645,4 +642,13 @@ async function removeExtra(
     if (!keep.has(r)) await Deno.remove(abs, { recursive: true });
     else if (e.isDirectory) await removeExtra(abs, r, keep, stagingName);
   }
+}
+
+/**
+ * Sets a symlink's own mtime and atime (best effort). `node:fs/promises` is
+ * loaded on first use: its start-up cost is paid only by exports with symlinks.
+ */
+async function setSymlinkTimes(path: string, seconds: number): Promise<void> {
+  const { lutimes } = await import("node:fs/promises");
+  await lutimes(path, seconds, seconds).catch(() => {});
 }

@@ -14,9 +14,9 @@
  */
 
 import { Buffer } from "node:buffer";
-import type { Duplex } from "node:stream";
 import {
   allocBuffer,
+  type ByteStream,
   H2Connection,
   type H2Options,
   type H2Stream,
@@ -107,7 +107,7 @@ export interface GrpcConnection {
  * HTTP/2 client) with the given handlers, keyed by method path.
  */
 export function serveGrpc(
-  conn: Duplex,
+  conn: ByteStream,
   handlers: ReadonlyMap<string, Handler>,
   opts: ServeOptions = {},
 ): GrpcConnection {

@@ -1,6 +1,6 @@
 /**
  * A small HTTP/2 server (RFC 9113, server side only, cleartext with prior
- * knowledge) over any byte Duplex: the session tunnel, where the daemon is
+ * knowledge) over any byte stream: the session tunnel, where the daemon is
  * the HTTP/2 client.
  *
  * Why not `node:http2`: in the session, every byte goes through two HTTP/2
@@ -16,7 +16,6 @@
  */
 
 import { Buffer } from "node:buffer";
-import type { Duplex } from "node:stream";
 import { encodeHeaders, HpackDecoder } from "../launcher/hpack.ts";
 import { Flag as F, FrameType as T, H2Code, PREFACE } from "../launcher/h2_frames.ts";
 
@@ -80,6 +79,20 @@ export interface H2Options {
    * what to write.
    */
   envelope?: { headroom: number; seal(buf: Buffer, payloadLength: number): Buffer };
+}
+
+/**
+ * The byte stream a connection runs on: the part of a `node:stream` Duplex
+ * it uses, so that a socket or the session tunnel (which avoids loading
+ * `node:stream`) both fit.
+ */
+export interface ByteStream {
+  on(event: "data", fn: (chunk: Buffer) => void): unknown;
+  on(event: "end" | "close" | "drain", fn: () => void): unknown;
+  on(event: "error", fn: (err: Error) => void): unknown;
+  /** Returns false when the caller should wait for `drain`. */
+  write(chunk: Uint8Array): boolean;
+  end(): unknown;
 }
 
 /** Called for each new request stream. */
@@ -258,7 +271,7 @@ export class H2Connection {
   /** Settles when the connection has ended. */
   readonly closed: Promise<void>;
 
-  #transport: Duplex;
+  #transport: ByteStream;
   #onStream: StreamHandler;
   #decoder = new HpackDecoder();
   #streams = new Map<number, H2Stream>();
@@ -290,7 +303,7 @@ export class H2Connection {
   /** @internal Per-stream queued bytes above which `write` asks callers to wait. */
   readonly streamHighWater = 1 << 20;
 
-  constructor(transport: Duplex, onStream: StreamHandler, opts: H2Options = {}) {
+  constructor(transport: ByteStream, onStream: StreamHandler, opts: H2Options = {}) {
     this.#transport = transport;
     this.#onStream = onStream;
     this.#streamWindow = opts.streamWindow ?? (4 << 20);

@@ -14,7 +14,6 @@ import { fileSyncHandler, type SenderOptions, type SenderStats } from "./filesyn
 import { type ExporterTarget, fileSendHandler } from "./filesync_receive.ts";
 import { secretsHandler, type SecretSource } from "./secrets.ts";
 import { authHandlers, type AuthOptions } from "./auth.ts";
-import { contentStoreHandlers } from "./content_store.ts";
 
 export type {
   ExporterTarget,
@@ -106,7 +105,10 @@ const CLOSE_TIMEOUT_MS = 5_000;
  *
  * @throws {BuildctlError} when the tunnel cannot be opened.
  */
-export function startSession(client: BuildkitClient, opts: SessionOptions = {}): Promise<Session> {
+export async function startSession(
+  client: BuildkitClient,
+  opts: SessionOptions = {},
+): Promise<Session> {
   const id = newSessionId();
   const handlers = new Map<string, Handler>();
   handlers.set(Methods.healthCheck, async (call) => {
@@ -127,7 +129,7 @@ export function startSession(client: BuildkitClient, opts: SessionOptions = {}):
   }
   for (const [path, h] of opts.services ?? []) {
     if (handlers.has(path)) {
-      return Promise.reject(new BuildctlError(`session method ${path} is served twice`));
+      throw new BuildctlError(`session method ${path} is served twice`);
     }
     handlers.set(path, h);
   }
@@ -138,6 +140,8 @@ export function startSession(client: BuildkitClient, opts: SessionOptions = {}):
   ];
   // One header field per method: the daemon does not split values on commas.
   if (opts.contentStores && opts.contentStores.size > 0) {
+    // Loaded only when needed: it brings node:crypto, costly at start-up.
+    const { contentStoreHandlers } = await import("./content_store.ts");
     for (const [path, h] of contentStoreHandlers(opts.contentStores)) handlers.set(path, h);
   }
   for (const path of handlers.keys()) md.push(["x-docker-expose-session-grpc-method", path]);
@@ -152,9 +156,7 @@ export function startSession(client: BuildkitClient, opts: SessionOptions = {}):
   try {
     tunnel = openTunnel(client, md);
   } catch (err) {
-    return Promise.reject(
-      new BuildctlError(`cannot open the session: ${(err as Error).message}`, { cause: err }),
-    );
+    throw new BuildctlError(`cannot open the session: ${(err as Error).message}`, { cause: err });
   }
   const conn = serveGrpc(tunnel.duplex, handlers, { h2: { envelope: tunnelEnvelope } });
 
@@ -188,5 +190,5 @@ export function startSession(client: BuildkitClient, opts: SessionOptions = {}):
     closed.then(() => opts.signal?.removeEventListener("abort", teardown));
   }
 
-  return Promise.resolve({ id, stats, close, closed });
+  return { id, stats, close, closed };
 }
