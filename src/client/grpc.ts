@@ -216,8 +216,6 @@ export class ClientCall {
   #ended = false;
   #metadata: [string, string][] = [];
   #headersSeen = false;
-  #headerBlock: Uint8Array[] = [];
-  #headerEndStream = false;
   // Message reassembly.
   #prefix = new Uint8Array(5);
   #prefixLen = 0;
@@ -295,20 +293,8 @@ export class ClientCall {
     this.#ack(0);
   }
 
-  /** @internal A HEADERS or CONTINUATION fragment. */
-  onHeaderFragment(block: Uint8Array, endHeaders: boolean, endStream: boolean, first: boolean) {
-    if (first) this.#headerEndStream = endStream;
-    this.#headerBlock.push(block);
-    if (!endHeaders) return;
-    const parts = this.#headerBlock;
-    this.#headerBlock = [];
-    let fields: [string, string][];
-    try {
-      fields = this.#channel.decodeHeaders(parts);
-    } catch (err) {
-      this.#channel.fatal(err as Error);
-      return;
-    }
+  /** @internal A decoded header block (`endStream`: its HEADERS frame ended the stream). */
+  onHeaders(fields: [string, string][], endStream: boolean): void {
     if (this.#ended) return;
     const isTrailers = this.#headersSeen;
     this.#headersSeen = true;
@@ -328,7 +314,7 @@ export class ClientCall {
       }
     }
     for (const f of fields) if (!f[0].startsWith(":")) this.#metadata.push(f);
-    if (this.#headerEndStream || isTrailers) this.#finishFromTrailers(fields);
+    if (endStream || isTrailers) this.#finishFromTrailers(fields);
   }
 
   /** @internal A DATA payload (`frameLength` counts padding, for flow control). */
@@ -481,6 +467,13 @@ export class H2Channel {
   #connUnacked = 0;
   /** Stream id whose header block is being continued, or 0. */
   #continuing = 0;
+  /**
+   * Fragments of the header block being received, and whether its HEADERS
+   * frame had END_STREAM. Kept here, not in the call: the block must reach
+   * the HPACK decoder whole even if its call ends before the last fragment.
+   */
+  #headerParts: Uint8Array[] = [];
+  #headerEndStream = false;
   #goneReason: string | undefined;
   #goawayLastId = MAX_WINDOW;
   /** GOAWAY received: the transport closes when the last call ends. */
@@ -738,6 +731,8 @@ export class H2Channel {
 
   #afterWritesWaiters: (() => void)[] = [];
   #afterWrites(fn: () => void): void {
+    // Frames still in the current block count as unwritten (a flush is scheduled for them).
+    this.#sealBlock();
     if (!this.#writing && this.#outQueue.length === 0) fn();
     else this.#afterWritesWaiters.push(fn);
   }
@@ -803,21 +798,19 @@ export class H2Channel {
         break;
       }
       case T.HEADERS: {
-        const call = this.#calls.get(stream);
-        const endHeaders = (flags & Flag.END_HEADERS) !== 0;
-        if (!endHeaders) this.#continuing = stream;
-        const block = unpadded(buf, off);
-        if (call) call.onHeaderFragment(block, endHeaders, (flags & Flag.END_STREAM) !== 0, true);
-        else this.#discardHeaders(block, endHeaders, stream);
+        this.#headerParts.push(unpadded(buf, off));
+        this.#headerEndStream = (flags & Flag.END_STREAM) !== 0;
+        if (flags & Flag.END_HEADERS) this.#endHeaderBlock(stream);
+        else this.#continuing = stream;
         break;
       }
       case T.CONTINUATION: {
         if (this.#continuing !== stream) throw new FrameError("unexpected CONTINUATION frame");
-        const endHeaders = (flags & Flag.END_HEADERS) !== 0;
-        if (endHeaders) this.#continuing = 0;
-        const call = this.#calls.get(stream);
-        if (call) call.onHeaderFragment(payload, endHeaders, false, false);
-        else this.#discardHeaders(payload, endHeaders, stream);
+        this.#headerParts.push(payload);
+        if (flags & Flag.END_HEADERS) {
+          this.#continuing = 0;
+          this.#endHeaderBlock(stream);
+        }
         break;
       }
       case T.RST_STREAM:
@@ -863,14 +856,15 @@ export class H2Channel {
     }
   }
 
-  /** Header blocks of streams we forgot must still go through the decoder (HPACK state). */
-  #discardParts: Uint8Array[] = [];
-  #discardHeaders(block: Uint8Array, endHeaders: boolean, _stream: number): void {
-    this.#discardParts.push(block);
-    if (!endHeaders) return;
-    const parts = this.#discardParts;
-    this.#discardParts = [];
-    this.decodeHeaders(parts);
+  /**
+   * A complete header block: decoded even for streams we forgot (HPACK
+   * state), then handed to the stream's call if it is still there.
+   */
+  #endHeaderBlock(stream: number): void {
+    const parts = this.#headerParts;
+    this.#headerParts = [];
+    const fields = this.decodeHeaders(parts);
+    this.#calls.get(stream)?.onHeaders(fields, this.#headerEndStream);
   }
 
   #applySettings(p: Uint8Array): void {
@@ -1008,7 +1002,10 @@ export function percentDecode(s: string): string {
       bytes.push(parseInt(s.slice(i + 1, i + 3), 16));
       i += 2;
     } else {
-      for (const b of new TextEncoder().encode(s[i]!)) bytes.push(b);
+      // Whole code points: a lone half of a surrogate pair would encode as U+FFFD.
+      const ch = String.fromCodePoint(s.codePointAt(i)!);
+      for (const b of new TextEncoder().encode(ch)) bytes.push(b);
+      i += ch.length - 1;
     }
   }
   return new TextDecoder().decode(new Uint8Array(bytes));
