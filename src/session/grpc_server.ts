@@ -196,7 +196,8 @@ function handleStream(stream: H2Stream, handlers: ReadonlyMap<string, Handler>):
     },
   };
 
-  handler(call).then(
+  // A handler that throws before returning its promise fails only its own call.
+  new Promise<void>((resolve) => resolve(handler(call))).then(
     () => finish(Status.OK, ""),
     (err: unknown) => {
       if (err instanceof GrpcStatusError) finish(err.code, err.message);

@@ -176,6 +176,9 @@ Deno.test("serveGrpc() serves streaming calls: raw repeated headers, large bodie
       "/test.Svc/Fail",
       () => Promise.reject(new GrpcStatusError(Status.NOT_FOUND, "no such thing: é 100%")),
     ],
+    ["/test.Svc/Throws", () => {
+      throw new GrpcStatusError(Status.INVALID_ARGUMENT, "thrown before any promise");
+    }],
   ]);
   const server = serveGrpc(serverEnd, handlers);
   const session = http2.connect("http://localhost", { createConnection: () => clientEnd as never });
@@ -215,6 +218,11 @@ Deno.test("serveGrpc() serves streaming calls: raw repeated headers, large bodie
     const fail = await grpcCall(session, "/test.Svc/Fail", [new Uint8Array()]);
     assert.equal(fail.status, Status.NOT_FOUND);
     assert.equal(fail.message, "no such thing: é 100%");
+
+    // A handler that throws synchronously fails its call, not the connection.
+    const thrown = await grpcCall(session, "/test.Svc/Throws", [new Uint8Array()]);
+    assert.equal(thrown.status, Status.INVALID_ARGUMENT);
+    assert.equal(thrown.message, "thrown before any promise");
 
     const unknown = await grpcCall(session, "/test.Svc/Nope", [new Uint8Array()]);
     assert.equal(unknown.status, Status.UNIMPLEMENTED);
