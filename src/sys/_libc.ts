@@ -29,8 +29,12 @@ export const LIBC_SYMBOLS = {
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   /** int getsockopt(int sockfd, int level, int optname, void *optval, socklen_t *optlen); */
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  /** int setsockopt(int sockfd, int level, int optname, const void *optval, socklen_t optlen); */
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   /** int socketpair(int domain, int type, int protocol, int sv[2]); */
   socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  /** ssize_t send(int sockfd, const void *buf, size_t len, int flags); (MSG_NOSIGNAL: EPIPE, no SIGPIPE) */
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
 
   // --- plain fd I/O (used on O_NONBLOCK fds: EAGAIN instead of blocking) ---
   /** ssize_t read(int fd, void *buf, size_t count); */

@@ -97,10 +97,13 @@ export const SOCK = {
   NONBLOCK: O.NONBLOCK,
   CLOEXEC: O.CLOEXEC,
   SOL_SOCKET: 1,
+  SO_SNDBUF: 7,
   SO_PEERCRED: 17,
   SHUT_RD: 0,
   SHUT_WR: 1,
   SHUT_RDWR: 2,
+  /** send(2) flag: a write to a closed peer fails with EPIPE instead of raising SIGPIPE. */
+  MSG_NOSIGNAL: 0x4000,
 } as const;
 
 /** poll(2) event bits. */

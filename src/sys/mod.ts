@@ -11,7 +11,9 @@
  * errno is read right after each synchronous call; the one call that runs on
  * another thread (`poll`, to wait for readiness) is used for its return value
  * only. Byte streams over accepted fds are handed to Deno's own I/O through
- * `node:net` (`socketFromFd`), which adopts the fd.
+ * `node:net`, which adopts the fd: as a plain Socket (`socketFromFd`), or, on
+ * a proxy's data path, as an {@linkcode FdStream} (reads into one reused
+ * buffer, writes by send(2) at once; see `fd_stream.ts`).
  *
  * @module
  */
@@ -34,6 +36,7 @@ import {
 } from "./_structs.ts";
 
 export { Errno, ERRNO_NAMES, SysError } from "./_errno.ts";
+export { FdStream, type FdStreamOptions, READ_BUFFER_BYTES } from "./fd_stream.ts";
 export {
   AT,
   CLONE,
