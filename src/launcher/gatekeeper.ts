@@ -11,20 +11,28 @@
  * header blocks (decoded to learn the method, re-encoded for the daemon),
  * stream ids (renumbered), and a Solve's first message (held until checked).
  *
+ * Both legs are {@linkcode FdStream}s: reads land in one buffer shared by all
+ * connections and writes go to the kernel at once, so a received chunk is
+ * valid only while it is handled. Frames passed through are written before
+ * the handler returns; whatever the gate keeps longer (a held Solve's data, a
+ * header block awaiting its CONTINUATION, frames queued for flow-control
+ * window) is copied. The daemon leg asks for a large kernel send buffer
+ * (`UPSTREAM_SEND_BUFFER`), which keeps the relay's system calls and
+ * wake-ups per byte low.
+ *
  * Imports only `node:` built-ins, `src/sys/` and its own pure
  * modules (the launcher may not load npm code).
  *
  * @module
  */
 import type http2 from "node:http2";
-import type net from "node:net";
 import { encodeHeaders, HpackDecoder, HpackError } from "./hpack.ts";
 import {
   closeFd,
   connectUnix,
+  FdStream,
   listenUnix,
   type PeerCred,
-  socketFromFd,
   type UnixListener,
 } from "../sys/mod.ts";
 import {
@@ -286,13 +294,19 @@ class Gate implements Gatekeeper {
       return;
     }
     this.#audit({ event: "connect", peer, decision: "allow" });
-    const conn = new GateConnection(
-      fd,
-      peer,
-      [...decision.entitlements],
-      this.#options,
-      (r) => this.#audit(r),
-    );
+    let conn: GateConnection;
+    try {
+      conn = new GateConnection(
+        fd,
+        peer,
+        [...decision.entitlements],
+        this.#options,
+        (r) => this.#audit(r),
+      );
+    } catch (err) {
+      this.#options.onError?.(err); // the stream could not be set up (its fd is closed)
+      return;
+    }
     this.#conns.add(conn);
     conn.closed.then(() => this.#conns.delete(conn));
   }
@@ -338,6 +352,13 @@ const MAX_HEADER_BLOCK = 1 << 20;
 const MAX_REFUSED_OPEN = 4096;
 /** Upstream stream ids remembered after their stream closed (late response header blocks). */
 const MAX_RETIRED = 1024;
+/**
+ * SO_SNDBUF asked for on the daemon leg (the kernel doubles it, within `net.core.wmem_max`):
+ * a build context then rarely waits for the daemon to read, so the gate rarely queues bytes
+ * or pauses the client, and the daemon reads in larger batches. The daemon drains it on its
+ * own (it reads frames regardless of flow control), so it holds no client data for long.
+ */
+const UPSTREAM_SEND_BUFFER = 1 << 20;
 
 /** One client stream, as the gate sees it. */
 interface GateStream {
@@ -372,10 +393,15 @@ type QueueItem =
   | { bytes: Uint8Array }
   | { st: GateStream; payload: Uint8Array; end: boolean; credited: boolean };
 
-/** Writes to one socket, coalescing frames that are contiguous in a received chunk. */
+/**
+ * Writes to one socket, coalescing frames that are contiguous in a received chunk. A chunk
+ * is only valid while it is being handled (the read buffer is shared): every run is
+ * flushed before the chunk's handler returns, and the socket copies what it cannot send.
+ */
 class FrameOut {
-  #sock: net.Socket;
-  #source: () => net.Socket | undefined;
+  #sock: FdStream;
+  #source: () => FdStream | undefined;
+  #paused: FdStream | undefined;
   #run: Uint8Array | undefined;
   #runStart = 0;
   #runEnd = 0;
@@ -390,9 +416,15 @@ class FrameOut {
   #midDeferred: Uint8Array[] = [];
 
   /** `source`: the socket to pause while this one is over its high-water mark. */
-  constructor(sock: net.Socket, source: () => net.Socket | undefined) {
+  constructor(sock: FdStream, source: () => FdStream | undefined) {
     this.#sock = sock;
     this.#source = source;
+    sock.ondrain = () => {
+      this.#waiting = false;
+      const src = this.#paused;
+      this.#paused = undefined;
+      if (src && !src.destroyed) src.resume();
+    };
   }
 
   /** Forwards `buf[start, end)` (whole frames) unchanged. */
@@ -465,11 +497,8 @@ class FrameOut {
     const src = this.#source();
     if (!src) return;
     this.#waiting = true;
+    this.#paused = src;
     src.pause();
-    this.#sock.once("drain", () => {
-      this.#waiting = false;
-      if (!src.destroyed) src.resume();
-    });
   }
 }
 
@@ -484,8 +513,8 @@ class FrameOut {
  */
 class GateConnection {
   readonly closed: Promise<void>;
-  #client: net.Socket;
-  #up: net.Socket | undefined;
+  #client: FdStream;
+  #up: FdStream | undefined;
   /** Set when the daemon could not be reached: the gate answers every call itself. */
   #upError: string | undefined;
   #peer: PeerCred;
@@ -544,22 +573,20 @@ class GateConnection {
     this.#options = options;
     this.#audit = audit;
     this.#maxMessage = options.maxMessageBytes ?? 16 << 20;
-    this.#client = socketFromFd(fd);
+    this.#client = new FdStream(fd); // read and write errors destroy it
     this.#toClient = new FrameOut(this.#client, () => this.#up);
-    this.closed = new Promise((resolve) => this.#client.once("close", () => resolve()));
-    this.#client.on("error", () => this.#client.destroy());
+    this.closed = this.#client.closed;
     // HTTP/2 clients never half-close: EOF means the client is gone (its process may have exited
-    // without a GOAWAY). The socket is half-open (allowHalfOpen), so without this the connection,
-    // its upstream connection and the idle accounting would stay alive forever.
-    this.#client.on("end", () => this.#client.destroy());
+    // without a GOAWAY). The stream is half-open, so without this the connection, its upstream
+    // connection and the idle accounting would stay alive forever.
+    this.#client.onend = () => this.#client.destroy();
     // The client is gone: let the daemon have what was already sent to it (e.g. a GOAWAY), then
     // close the upstream connection too.
     this.closed.then(() => {
       const up = this.#up;
       if (!up || up.destroyed) return;
       this.#toUp?.flush();
-      up.once("finish", () => up.destroy());
-      up.end();
+      up.end(() => up.destroy());
     });
     this.#start();
   }
@@ -571,35 +598,38 @@ class GateConnection {
   }
 
   async #start(): Promise<void> {
-    let fd: number;
+    let up: FdStream;
     try {
-      fd = await connectUnix(this.#options.upstream);
+      const fd = await connectUnix(this.#options.upstream);
+      if (this.#client.destroyed) {
+        closeFd(fd);
+        return;
+      }
+      // read and write errors destroy it
+      up = new FdStream(fd, { sendBufferBytes: UPSTREAM_SEND_BUFFER });
     } catch (err) {
+      if (this.#client.destroyed) return;
       this.#upError = err instanceof Error ? err.message : String(err);
       this.#toClient.write(frame(FrameType.SETTINGS, 0, 0));
       this.#toClient.prefaceSent();
-      this.#client.on("data", (c: Uint8Array) => this.#onClientChunk(c));
+      this.#client.ondata = (c) => this.#onClientChunk(c);
+      this.#client.resume();
       return;
     }
-    if (this.#client.destroyed) {
-      closeFd(fd);
-      return;
-    }
-    const up = socketFromFd(fd);
     this.#up = up;
     this.#toUp = new FrameOut(up, () => this.#client);
-    up.on("error", () => up.destroy());
     // The daemon went away: flush what it said (e.g. GOAWAY) and drop the client too.
     const gone = () => {
       if (this.#client.destroyed) return;
       this.#toClient.flush();
-      this.#client.once("finish", () => this.#client.destroy());
-      this.#client.end();
+      this.#client.end(() => this.#client.destroy());
     };
-    up.on("end", gone);
-    up.on("close", gone);
-    up.on("data", (c: Uint8Array) => this.#onUpChunk(c));
-    this.#client.on("data", (c: Uint8Array) => this.#onClientChunk(c));
+    up.onend = gone;
+    up.closed.then(gone);
+    up.ondata = (c) => this.#onUpChunk(c);
+    this.#client.ondata = (c) => this.#onClientChunk(c);
+    up.resume();
+    this.#client.resume();
   }
 
   #fail(): void {
@@ -638,7 +668,7 @@ class GateConnection {
   #passUp(buf: Uint8Array, off: number, len: number): void {
     if (!this.#toUp) return;
     if (this.#queue.length > 0) {
-      this.#queue.push({ bytes: buf.subarray(off, off + FRAME_HEADER_BYTES + len) });
+      this.#queue.push({ bytes: buf.slice(off, off + FRAME_HEADER_BYTES + len) });
     } else {
       this.#toUp.pass(buf, off, off + FRAME_HEADER_BYTES + len);
     }
@@ -668,7 +698,8 @@ class GateConnection {
         this.#block = {
           c: id,
           endStream: (flags & Flag.END_STREAM) !== 0,
-          parts: [fragment],
+          // kept past this chunk only when the block continues: then it must be a copy
+          parts: [flags & Flag.END_HEADERS ? fragment : fragment.slice()],
           size: fragment.length,
         };
         if (flags & Flag.END_HEADERS) this.#clientBlock();
@@ -678,7 +709,7 @@ class GateConnection {
         const block = this.#block;
         if (!block || block.c !== id) throw new FrameError("unexpected CONTINUATION");
         const fragment = buf.subarray(off + FRAME_HEADER_BYTES, off + FRAME_HEADER_BYTES + len);
-        block.parts.push(fragment);
+        block.parts.push(flags & Flag.END_HEADERS ? fragment : fragment.slice());
         block.size += fragment.length;
         if (block.size > MAX_HEADER_BLOCK) throw new FrameError("header block too large");
         if (flags & Flag.END_HEADERS) this.#clientBlock();
@@ -779,7 +810,7 @@ class GateConnection {
       return;
     }
     if (st.kind === "held") {
-      const payload = unpadded(buf, off);
+      const payload = unpadded(buf, off).slice();
       // The gate is the receiver until it decides: credit the client as a receiver would, so a
       // SolveRequest larger than the windows cannot stall (the daemon's credit is absorbed later).
       if (len > 0) {
@@ -803,7 +834,7 @@ class GateConnection {
       setFrameStream(buf, off, st.u);
       this.#toUp!.pass(buf, off, off + FRAME_HEADER_BYTES + len);
     } else {
-      const payload = unpadded(buf, off);
+      const payload = unpadded(buf, off).slice();
       const padding = len - payload.length;
       if (padding > 0) {
         this.#toClient.inject(concatBytes([windowUpdate(0, padding), windowUpdate(id, padding)]));

@@ -12,6 +12,8 @@ import {
   startGatekeeper,
 } from "./gatekeeper.ts";
 import { decodeGrpcMessage, encodeGrpcFrame } from "./grpc_frames.ts";
+import { encodeHeaders } from "./hpack.ts";
+import { Flag, frame, FrameSplitter, frameStream, FrameType, PREFACE } from "./h2_frames.ts";
 
 Deno.test("isAllowedMethod() accepts exactly the allow-list and LLBBridge methods", async (t) => {
   const cases: [string, boolean][] = [
@@ -528,5 +530,119 @@ Deno.test({
         "/moby.buildkit.v1.Control/Session",
         "/moby.buildkit.v1.Control/Solve",
       ]);
+    }),
+});
+
+/** Writes raw bytes to a Deno connection, all of them. */
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+}
+
+Deno.test({
+  name: "gatekeeper decodes a request header block whose CONTINUATION arrives in a later read",
+  fn: () =>
+    withGate(allowSelf, async ({ dir, seen }) => {
+      const conn = await Deno.connect({ transport: "unix", path: `${dir}/gate.sock` });
+      const block = encodeHeaders([
+        [":method", "POST"],
+        [":scheme", "http"],
+        [":path", "/moby.buildkit.v1.Control/Session"],
+        [":authority", "localhost"],
+        ["content-type", "application/grpc"],
+        ["te", "trailers"],
+        ["x-pad", "p".repeat(3000)],
+        ["x-last", "end"],
+      ]);
+      const cut = 1500;
+      const body = encodeGrpcFrame(new Uint8Array([1, 2, 3, 4]));
+      // First read: preface, SETTINGS and a HEADERS frame without END_HEADERS.
+      await writeAll(
+        conn,
+        new Uint8Array([
+          ...PREFACE,
+          ...frame(FrameType.SETTINGS, 0, 0),
+          ...frame(FrameType.HEADERS, 0, 1, block.subarray(0, cut)),
+        ]),
+      );
+      await new Promise((r) => setTimeout(r, 50)); // the gate reads (and reuses its buffer) in between
+      await writeAll(
+        conn,
+        new Uint8Array([
+          ...frame(FrameType.CONTINUATION, Flag.END_HEADERS, 1, block.subarray(cut)),
+          ...frame(FrameType.DATA, Flag.END_STREAM, 1, body),
+        ]),
+      );
+      // Read until the response ends on stream 1, acknowledging the daemon's SETTINGS.
+      const splitter = new FrameSplitter();
+      const echoed: Uint8Array[] = [];
+      let done = false;
+      const buf = new Uint8Array(65536);
+      while (!done) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        const acks: Uint8Array[] = [];
+        splitter.push(buf.subarray(0, n), (b, off, len) => {
+          const type = b[off + 3];
+          const flags = b[off + 4]!;
+          if (type === FrameType.SETTINGS && !(flags & Flag.ACK)) {
+            acks.push(frame(FrameType.SETTINGS, Flag.ACK, 0));
+          }
+          if (frameStream(b, off) !== 1) return;
+          if (type === FrameType.DATA) echoed.push(b.slice(off + 9, off + 9 + len));
+          if ((type === FrameType.HEADERS || type === FrameType.DATA) && flags & Flag.END_STREAM) {
+            done = true;
+          }
+        });
+        for (const a of acks) await writeAll(conn, a);
+      }
+      conn.close();
+      assert.ok(done, "the response ended");
+      assert.deepEqual(concat(echoed), body);
+      const s = seen.find((r) => r.path === "/moby.buildkit.v1.Control/Session")!;
+      assert.ok(s, "the daemon saw the request");
+      assert.deepEqual(s.body, body);
+      const pad = s.raw.findIndex((v, i) => i % 2 === 0 && v === "x-pad");
+      assert.equal(s.raw[pad + 1], "p".repeat(3000));
+      assert.equal(s.raw[s.raw.indexOf("x-last") + 1], "end");
+    }),
+});
+
+Deno.test({
+  name: "gatekeeper relays 8 MiB each way intact to a client that reads slowly",
+  fn: () =>
+    withGate(allowSelf, async ({ client }) => {
+      const c = client();
+      const size = 8 << 20;
+      const sent = new Uint8Array(size);
+      for (let i = 0; i < size; i++) sent[i] = (i * 131 + (i >>> 16)) & 0xff;
+      const res = await new Promise<Uint8Array>((resolve, reject) => {
+        const req = c.request({
+          ":method": "POST",
+          ":path": "/moby.buildkit.v1.Control/Session",
+          "content-type": "application/grpc",
+          te: "trailers",
+        });
+        const got: Uint8Array[] = [];
+        req.on("data", (chunk: Uint8Array) => {
+          got.push(chunk);
+          // a slow reader: the gate must queue, pause the daemon leg and resume it in order
+          if (got.length % 16 === 0) {
+            req.pause();
+            setTimeout(() => req.resume(), 2);
+          }
+        });
+        req.on("end", () => resolve(concat(got)));
+        req.on("error", reject);
+        (async () => {
+          for (let off = 0; off < size; off += 1 << 20) {
+            if (!req.write(sent.subarray(off, off + (1 << 20)))) {
+              await new Promise((r) => req.once("drain", r));
+            }
+          }
+          req.end();
+        })();
+      });
+      assert.equal(res.length, size);
+      assert.ok(res.every((b, i) => b === sent[i]), "the echo matches byte for byte");
     }),
 });
