@@ -19,6 +19,7 @@
 
 import { encodeHeaders, HpackDecoder } from "../launcher/hpack.ts";
 import {
+  concatBytes,
   DEFAULT_WINDOW,
   Flag,
   FRAME_HEADER_BYTES,
@@ -351,9 +352,8 @@ export class ClientCall {
       if (this.#msgGot === this.#msgLen) {
         const parts = this.#msgParts;
         this.#msgParts = [];
-        const len = this.#msgLen;
         this.#msgLen = -1;
-        const msg = parts.length === 1 ? parts[0]! : join(parts, len);
+        const msg = parts.length === 1 ? parts[0]! : concatBytes(parts);
         try {
           this.onMessage(msg);
         } catch (err) {
@@ -585,7 +585,7 @@ export class H2Channel {
 
   /** @internal */
   decodeHeaders(parts: Uint8Array[]): [string, string][] {
-    const block = parts.length === 1 ? parts[0]! : join(parts, total(parts));
+    const block = parts.length === 1 ? parts[0]! : concatBytes(parts);
     return this.#decoder.decode(block, 1 << 20);
   }
 
@@ -942,22 +942,6 @@ function coalesce(parts: Uint8Array[]): Uint8Array[] {
     if (prev && prev.buffer === p.buffer && prev.byteOffset + prev.length === p.byteOffset) {
       out[out.length - 1] = new Uint8Array(prev.buffer, prev.byteOffset, prev.length + p.length);
     } else out.push(p);
-  }
-  return out;
-}
-
-function total(parts: readonly Uint8Array[]): number {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  return n;
-}
-
-function join(parts: readonly Uint8Array[], n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
   }
   return out;
 }

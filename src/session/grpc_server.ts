@@ -14,6 +14,7 @@
  */
 
 import { Buffer } from "node:buffer";
+import { GrpcCode } from "../client/grpc.ts";
 import {
   allocBuffer,
   type ByteStream,
@@ -23,26 +24,8 @@ import {
   joinChunks,
 } from "./h2_server.ts";
 
-/** gRPC status codes used by the session. */
-export const Status = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  ALREADY_EXISTS: 6,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  FAILED_PRECONDITION: 9,
-  ABORTED: 10,
-  OUT_OF_RANGE: 11,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  DATA_LOSS: 15,
-  UNAUTHENTICATED: 16,
-} as const;
+/** gRPC status codes (the client's table: one list for the whole program). */
+export const Status = GrpcCode;
 
 /** An error that a handler throws to end its call with a specific status. */
 export class GrpcStatusError extends Error {
