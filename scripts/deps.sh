@@ -28,9 +28,12 @@ if ((${#missing[@]})); then
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Looked up on the system PATH only: with $TOOLS/bin on PATH, `command -v` would
+# find our own link and make it point at itself.
+SYSTEM_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 for b in runc busybox rootlesskit newuidmap newgidmap; do
-  src="$(command -v "$b" || true)"
-  [[ -n "$src" ]] && ln -sf "$src" "$TOOLS/bin/$b"
+  src="$(PATH="$SYSTEM_PATH" command -v "$b" || true)"
+  [[ -n "$src" ]] && ln -sfn "$(readlink -f "$src")" "$TOOLS/bin/$b"
 done
 [[ -x /usr/bin/docker-registry ]] && ln -sf /usr/bin/docker-registry "$TOOLS/bin/docker-registry"
 
