@@ -239,6 +239,7 @@ Deno.test("TLS with client certificates: flags and --tlsdir work like upstream, 
         assert.equal(ours.code, 69, ours.stderr);
         assert.equal(ours.stdout, "");
         assert.match(ours.stderr, new RegExp(`cannot connect to buildkitd at ${addr}`));
+        assert.match(ours.stderr, /pass --tlscert and --tlskey \(or --tlsdir\)/);
         assert.notEqual((await runUpstream(args)).code, 0, "upstream fails too");
       });
 

@@ -91,9 +91,13 @@ export class BuildkitClient {
   /** The address it talks to. */
   readonly address: Address;
 
-  constructor(channel: H2Channel, address: Address) {
+  #tlsWithoutClientCert: boolean;
+
+  /** `tlsWithoutClientCert`: TLS without a client certificate (sharpens one error's hint). */
+  constructor(channel: H2Channel, address: Address, tlsWithoutClientCert = false) {
     this.channel = channel;
     this.address = address;
+    this.#tlsWithoutClientCert = tlsWithoutClientCert;
   }
 
   /** Lists the daemon's workers. */
@@ -182,7 +186,21 @@ export class BuildkitClient {
 
   /** Converts a gRPC error from a call on this client into a {@linkcode BuildctlError}. */
   mapError(err: unknown): BuildctlError {
-    return mapGrpcError(err, this.address);
+    const mapped = mapGrpcError(err, this.address);
+    // Under TLS 1.3 a daemon that requires a client certificate refuses it
+    // after the handshake: the first call then only sees the connection end.
+    if (
+      this.#tlsWithoutClientCert && mapped.exitCode === ExitCode.Unavailable &&
+      /EPIPE|ECONNRESET|connection closed/.test(mapped.message)
+    ) {
+      return new BuildctlError(mapped.message, {
+        exitCode: ExitCode.Unavailable,
+        cause: err,
+        hint:
+          "the daemon ended the TLS connection; if it requires client certificates, pass --tlscert and --tlskey (or --tlsdir)",
+      });
+    }
+    return mapped;
   }
 
   /** Closes the connection (calls still open end as UNAVAILABLE). */
@@ -269,7 +287,7 @@ export async function connect(opts: ConnectOptions): Promise<BuildkitClient> {
     window: RECEIVE_WINDOW,
     maxReceiveMessage: MAX_MESSAGE_SIZE,
   });
-  const client = new BuildkitClient(channel, address);
+  const client = new BuildkitClient(channel, address, tls !== undefined && !tls.cert);
   try {
     if (opts.wait) await waitForInfo(client, deadline, opts.signal);
   } catch (err) {
