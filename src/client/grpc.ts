@@ -583,14 +583,13 @@ export class H2Channel {
     this.#lost("channel closed");
   }
 
-  /** @internal */
-  decodeHeaders(parts: Uint8Array[]): [string, string][] {
+  #decodeHeaders(parts: Uint8Array[]): [string, string][] {
     const block = parts.length === 1 ? parts[0]! : concatBytes(parts);
     return this.#decoder.decode(block, 1 << 20);
   }
 
-  /** @internal A protocol error: the connection is unusable. */
-  fatal(err: Error): void {
+  /** A protocol error: the connection is unusable. */
+  #fatal(err: Error): void {
     this.#emitFrame(T.GOAWAY, 0, 0, goawayPayload(0, H2Code.PROTOCOL_ERROR));
     this.#lost(`protocol error: ${err.message}`, true);
     // Let the GOAWAY go out first.
@@ -774,7 +773,7 @@ export class H2Channel {
     try {
       this.#splitter.push(chunk, (buf, off, len) => this.#onFrame(buf, off, len));
     } catch (err) {
-      this.fatal(err as Error);
+      this.#fatal(err as Error);
     }
   }
 
@@ -863,7 +862,7 @@ export class H2Channel {
   #endHeaderBlock(stream: number): void {
     const parts = this.#headerParts;
     this.#headerParts = [];
-    const fields = this.decodeHeaders(parts);
+    const fields = this.#decodeHeaders(parts);
     this.#calls.get(stream)?.onHeaders(fields, this.#headerEndStream);
   }
 

@@ -44,7 +44,7 @@ import {
 } from "./grpc.ts";
 
 export { type Address, DEFAULT_ADDRESS, parseAddress, resolveAddress } from "./address.ts";
-export { probeUnixSocket } from "./probe.ts";
+import { describeConnectError } from "./probe.ts";
 export { type CallStatus, ClientCall, GrpcCode, GrpcError, type HeaderList } from "./grpc.ts";
 
 /** BuildKit's message size limit, both directions. */
@@ -392,16 +392,6 @@ function withDeadline<T>(p: Promise<T>, deadline: number, address: Address): Pro
     );
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** The reason a connection attempt failed, in words. */
-function describeConnectError(err: unknown): string {
-  if (err instanceof Deno.errors.NotFound) return "no such socket";
-  if (err instanceof Deno.errors.ConnectionRefused) {
-    return "connection refused (nothing is listening)";
-  }
-  if (err instanceof Deno.errors.PermissionDenied) return "permission denied";
-  return err instanceof Error ? err.message : String(err);
 }
 
 async function tlsMaterial(address: Address, tls: TlsFiles): Promise<TlsMaterial | undefined> {

@@ -10,12 +10,17 @@ export async function probeUnixSocket(path: string): Promise<string | undefined>
     conn.close();
     return undefined;
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return "no such socket";
-    if (err instanceof Deno.errors.ConnectionRefused) {
-      return "connection refused (nothing is listening)";
-    }
-    if (err instanceof Deno.errors.PermissionDenied) return "permission denied";
     if (err instanceof Deno.errors.NotCapable) throw err;
-    return err instanceof Error ? err.message : String(err);
+    return describeConnectError(err);
   }
+}
+
+/** Why connecting to a socket failed, in words. */
+export function describeConnectError(err: unknown): string {
+  if (err instanceof Deno.errors.NotFound) return "no such socket";
+  if (err instanceof Deno.errors.ConnectionRefused) {
+    return "connection refused (nothing is listening)";
+  }
+  if (err instanceof Deno.errors.PermissionDenied) return "permission denied";
+  return err instanceof Error ? err.message : String(err);
 }
