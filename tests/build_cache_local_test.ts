@@ -8,11 +8,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import type {
-  CacheOptionsEntry,
+import {
+  type CacheOptionsEntry,
   SolveRequest,
-  SolveResponse,
-  StatusResponse,
+  type SolveResponse,
+  type StatusResponse,
 } from "../src/gen/github.com/moby/buildkit/api/services/control/control.ts";
 import { type BuildkitClient, connect, GrpcError, parseAddress } from "../src/client/mod.ts";
 import { type Handler, serveGrpc } from "../src/session/grpc_server.ts";
@@ -118,26 +118,12 @@ async function build(
       stores,
     );
     const ref = `test${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}`;
-    const full: SolveRequest = {
+    const full = SolveRequest.fromPartial({
       Ref: ref,
-      Definition: undefined,
-      ExporterDeprecated: "",
-      ExporterAttrsDeprecated: {},
       Session: session.id,
       Frontend: "dockerfile.v0",
-      FrontendAttrs: {},
-      Cache: undefined,
-      Entitlements: [],
-      FrontendInputs: {},
-      Internal: false,
-      SourcePolicy: undefined,
-      Exporters: [],
-      EnableSessionExporter: false,
-      SourcePolicySession: "",
-      CompatibilityVersion: 0n,
-      ProxyNetwork: false,
       ...req,
-    };
+    });
     const statuses: StatusResponse[] = [];
     const statusDone = client.status(ref, (st) => statuses.push(st)).status;
     const result: SolveResult = await client.solve(full).then(

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { connect, GrpcError, parseAddress } from "../src/client/mod.ts";
 import { startSession } from "../src/session/session.ts";
 import { startDaemon } from "./_util/daemon.ts";
-import type { SolveRequest } from "../src/gen/github.com/moby/buildkit/api/services/control/control.ts";
+import { SolveRequest } from "../src/gen/github.com/moby/buildkit/api/services/control/control.ts";
 
 interface Seen {
   path: string;
@@ -70,22 +70,11 @@ async function pullWithSession(
         localDirs: new Map([["context", ctx], ["dockerfile", ctx]]),
         auth: { configFile: docker },
       });
-      const req = {
+      const req = SolveRequest.fromPartial({
         Ref: `auth${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}`,
         Session: session.id,
         Frontend: "dockerfile.v0",
-        FrontendAttrs: {},
-        Exporters: [],
-        ExporterDeprecated: "",
-        ExporterAttrsDeprecated: {},
-        Entitlements: [],
-        FrontendInputs: {},
-        Internal: false,
-        EnableSessionExporter: false,
-        SourcePolicySession: "",
-        CompatibilityVersion: 0n,
-        ProxyNetwork: false,
-      } as SolveRequest;
+      });
       const error = await client.solve(req).then(
         () => "",
         (err: GrpcError) => err.details,

@@ -4,10 +4,10 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import type {
+import {
   SolveRequest,
-  SolveResponse,
-  StatusResponse,
+  type SolveResponse,
+  type StatusResponse,
 } from "../src/gen/github.com/moby/buildkit/api/services/control/control.ts";
 import { type BuildkitClient, connect, GrpcError, parseAddress } from "../src/client/mod.ts";
 import { type Session, type SessionOptions, startSession } from "../src/session/session.ts";
@@ -44,27 +44,7 @@ async function build(
 
 async function solve(client: BuildkitClient, req: Partial<SolveRequest>): Promise<SolveResult> {
   const ref = `test${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}`;
-  const full: SolveRequest = {
-    Ref: ref,
-    Definition: undefined,
-    ExporterDeprecated: "",
-    ExporterAttrsDeprecated: {},
-    Session: "",
-    Frontend: "dockerfile.v0",
-    FrontendAttrs: {},
-    Cache: undefined,
-    Entitlements: [],
-    FrontendInputs: {},
-    Internal: false,
-    SourcePolicy: undefined,
-    Exporters: [],
-    EnableSessionExporter: false,
-    SourcePolicySession: "",
-    CompatibilityVersion: 0n,
-    ProxyNetwork: false,
-    ...req,
-  };
-  full.Ref = ref;
+  const full = SolveRequest.fromPartial({ Frontend: "dockerfile.v0", ...req, Ref: ref });
   const statuses: StatusResponse[] = [];
   const statusDone = client.status(ref, (st) => statuses.push(st)).status;
   const result: SolveResult = await client.solve(full).then(

@@ -101,17 +101,6 @@ async function child(addr: string, ctx: string): Promise<void> {
     Ref: `bench${Date.now()}`,
     Session: session.id,
     Frontend: "dockerfile.v0",
-    FrontendAttrs: {},
-    Exporters: [],
-    ExporterDeprecated: "",
-    ExporterAttrsDeprecated: {},
-    Entitlements: [],
-    FrontendInputs: {},
-    Internal: false,
-    EnableSessionExporter: false,
-    SourcePolicySession: "",
-    CompatibilityVersion: 0n,
-    ProxyNetwork: false,
   }));
   await session.close();
   client.close();
