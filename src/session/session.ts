@@ -138,12 +138,12 @@ export async function startSession(
     ["x-docker-expose-session-uuid", id],
     ["x-docker-expose-session-sharedkey", opts.sharedKey ?? ""],
   ];
-  // One header field per method: the daemon does not split values on commas.
   if (opts.contentStores && opts.contentStores.size > 0) {
     // Loaded only when needed: it brings node:crypto, costly at start-up.
     const { contentStoreHandlers } = await import("./content_store.ts");
     for (const [path, h] of contentStoreHandlers(opts.contentStores)) handlers.set(path, h);
   }
+  // One header field per method: the daemon does not split values on commas.
   for (const path of handlers.keys()) md.push(["x-docker-expose-session-grpc-method", path]);
   if (opts.healthCheckTimeoutMs !== undefined) {
     md.push([
