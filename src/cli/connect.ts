@@ -6,7 +6,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../path.ts";
 import type { BuildkitClient, TlsFiles } from "../client/mod.ts";
 import { resolveAddress } from "../client/address.ts";
 import { BuildctlError, ExitCode } from "../errors.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { dirname } from "node:path";
+import { dirname } from "../path.ts";
 import { CAP_SYS_ADMIN, effectiveCaps, hasCap, type Identity, readProcFiles } from "./proc.ts";
 import type { DaemonPaths } from "./paths.ts";
 import { daemonPath, findProgram } from "./find.ts";
@@ -18,7 +18,7 @@ import {
   UIDMAP_PACKAGES,
   usernsProblems,
 } from "./prereq.ts";
-import { answers } from "./bootstrap.ts";
+import { answers } from "../client/probe.ts";
 import { readRecord, recordAlive } from "./record.ts";
 import { BUILDKIT_VERSION } from "../version.ts";
 

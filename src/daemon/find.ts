@@ -6,7 +6,7 @@
  * @module
  */
 
-import { dirname, join } from "node:path";
+import { dirname, join } from "../path.ts";
 
 /** Where a program was found, and everywhere we looked. */
 export interface FoundProgram {

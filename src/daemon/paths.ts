@@ -23,7 +23,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../path.ts";
 import type { Identity } from "./proc.ts";
 import { BuildctlError, ExitCode } from "../errors.ts";
 

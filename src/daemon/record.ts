@@ -11,7 +11,7 @@
  * @module
  */
 
-import { dirname } from "node:path";
+import { dirname } from "../path.ts";
 import { isAlive, type ProcessStamp } from "./proc.ts";
 import type { DaemonMode } from "./paths.ts";
 

@@ -7,8 +7,7 @@
  * @module
  */
 
-import { basename, dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { basename, dirname, fromFileUrl, join } from "../path.ts";
 
 /** The permission flags of the `buildctl` set, for when no deno.json is found. */
 const FALLBACK_PERMISSIONS = [
@@ -24,9 +23,7 @@ const FALLBACK_PERMISSIONS = [
 export function selfArgv(): string[] {
   const exec = Deno.execPath();
   if (!/^deno(\.exe)?$/.test(basename(exec))) return [exec];
-  const main = Deno.mainModule.startsWith("file:")
-    ? fileURLToPath(Deno.mainModule)
-    : Deno.mainModule;
+  const main = Deno.mainModule.startsWith("file:") ? fromFileUrl(Deno.mainModule) : Deno.mainModule;
   const config = findUp(dirname(main), "deno.json");
   const perms = config ? [`--config=${config}`, "-P=buildctl"] : FALLBACK_PERMISSIONS;
   return [exec, "run", "--quiet", "--no-prompt", ...perms, main];

@@ -25,7 +25,7 @@
  * @module
  */
 
-import { dirname } from "node:path";
+import { dirname } from "../path.ts";
 import { acquireLock } from "./lock.ts";
 import { runFiles } from "./paths.ts";
 import {

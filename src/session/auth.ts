@@ -8,7 +8,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../path.ts";
 import type { Handler } from "./grpc_server.ts";
 import {
   CredentialsRequest,

@@ -20,7 +20,7 @@
 
 import { Buffer } from "node:buffer";
 import { createHash, type Hash } from "node:crypto";
-import { dirname, join } from "node:path";
+import { dirname, join } from "../path.ts";
 import { GrpcStatusError, type Handler, type ServerCall, Status } from "./grpc_server.ts";
 import { blobPath as layoutBlobPath, digestAlgorithmAvailable, digestError } from "./oci_index.ts";
 import {

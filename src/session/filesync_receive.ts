@@ -18,7 +18,7 @@
  * @module
  */
 
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join } from "../path.ts";
 import { GrpcStatusError, type Handler, header, type ServerCall, Status } from "./grpc_server.ts";
 import { decodeBytesMessage } from "./tunnel.ts";
 import { joinChunks } from "./h2_server.ts";

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../path.ts";
 
 /** The layout's index file name. */
 export const INDEX_FILE = "index.json";

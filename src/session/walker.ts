@@ -8,7 +8,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../path.ts";
 import { globMatch, type MatchInfo, PatternMatcher } from "./patternmatcher.ts";
 import { FileMode, goFileMode, type Stat } from "./fsutil_wire.ts";
 

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { dirname, resolve } from "node:path";
+import { dirname, resolve } from "../../path.ts";
 import type { FlagValues } from "../command.ts";
 import type { Globals } from "../globals.ts";
 import { connectDaemon } from "../connect.ts";

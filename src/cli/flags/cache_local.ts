@@ -19,7 +19,7 @@
  */
 
 import { Buffer } from "node:buffer";
-import { dirname } from "node:path";
+import { dirname } from "../../path.ts";
 import { BuildctlError } from "../../errors.ts";
 import type { LogEntry } from "../format/logrus.ts";
 import type { CacheEntry } from "./build.ts";
