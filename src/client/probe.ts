@@ -15,6 +15,15 @@ export async function probeUnixSocket(path: string): Promise<string | undefined>
   }
 }
 
+/** Whether something accepts connections on the unix socket `path`. */
+export async function answers(path: string): Promise<boolean> {
+  try {
+    return (await probeUnixSocket(path)) === undefined;
+  } catch {
+    return false;
+  }
+}
+
 /** Why connecting to a socket failed, in words. */
 export function describeConnectError(err: unknown): string {
   if (err instanceof Deno.errors.NotFound) return "no such socket";

@@ -10,29 +10,26 @@
  *
  * Fast path (daemon running): one mkdir check, a shared lock plus a touch
  * of `buildctl.clients` (activity for the idle supervisor), one connect
- * probe — well under a millisecond of work.
+ * probe — well under a millisecond of work, and no module of the start
+ * machinery (bootstrap, launcher client) is loaded.
  *
  * @module
  */
 
-import { startViaLauncher } from "./launcher_client.ts";
 import { acquireLock, type HeldLock } from "./lock.ts";
 import { type DaemonPaths, daemonPaths, ensureRunDir, SYSTEM_SOCKET } from "./paths.ts";
 import { currentIdentity, type Identity } from "./proc.ts";
 import {
-  answers,
   DEFAULT_IDLE_TIMEOUT_MS,
   DEFAULT_START_TIMEOUT_MS,
-  ensureDaemon,
-  trace,
-} from "./bootstrap.ts";
+  IDLE_TIMEOUT_ENV,
+  START_TIMEOUT_ENV,
+} from "./settings.ts";
+import { answers } from "../client/probe.ts";
 import { parseGoDuration } from "../cli/format/units.ts";
 import { usageError } from "../errors.ts";
 
-/** Environment variable: idle timeout of automatically started daemons (Go duration; 0 = never). */
-export const IDLE_TIMEOUT_ENV = "BUILDCTL_DAEMON_IDLE_TIMEOUT";
-/** Environment variable: how long a starting daemon may take (Go duration). */
-export const START_TIMEOUT_ENV = "BUILDCTL_DAEMON_START_TIMEOUT";
+export { IDLE_TIMEOUT_ENV, START_TIMEOUT_ENV };
 
 /** The context every daemon operation needs: who we are and where the daemon lives. */
 export interface DaemonContext {
@@ -113,6 +110,7 @@ export async function resolveDefaultDaemon(opts: AutoOptions): Promise<string> {
   // First rung: a user an administrator granted a daemon uses it (through
   // `sudo -n <launcher> start` when it is not running).
   if (id.euid !== 0) {
+    const { startViaLauncher } = await import("./launcher_client.ts");
     const viaLauncher = await startViaLauncher({
       env: opts.env,
       uid: id.euid,
@@ -126,6 +124,8 @@ export async function resolveDefaultDaemon(opts: AutoOptions): Promise<string> {
   } catch { /* reported by ensureDaemon if it matters */ }
   if (await answers(paths.socketPath)) return paths.address;
   if (paths.mode === "rootless" && (await answers(SYSTEM_SOCKET))) return `unix://${SYSTEM_SOCKET}`;
+  // Only now the start machinery: a command whose daemon answers never loads it.
+  const { ensureDaemon, trace } = await import("./bootstrap.ts");
   const result = await ensureDaemon({
     id,
     paths,

@@ -29,7 +29,7 @@
 
 import { grantAdvice } from "./launcher_client.ts";
 import { parseAddress } from "../client/address.ts";
-import { probeUnixSocket } from "../client/probe.ts";
+import { answers } from "../client/probe.ts";
 import { BuildctlError, ExitCode } from "../errors.ts";
 import { acquireLock } from "./lock.ts";
 import { type DaemonPaths, ensureRunDir, logPathFor } from "./paths.ts";
@@ -54,11 +54,9 @@ import {
 } from "./record.ts";
 import { selfArgv } from "./self.ts";
 import { BUILDKIT_VERSION } from "../version.ts";
+import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_START_TIMEOUT_MS } from "./settings.ts";
 
-/** Idle timeout of an automatically started daemon: long enough to keep a warm cache through a working session. */
-export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000;
-/** How long a starting daemon may take to answer before we give up. */
-export const DEFAULT_START_TIMEOUT_MS = 30_000;
+export { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_START_TIMEOUT_MS };
 /** Log lines shown when the daemon fails to start. */
 export const LOG_TAIL_LINES = 20;
 /** The log is moved to `buildkitd.log.1` at start when it grew beyond this. */
@@ -178,15 +176,6 @@ export async function ensureDaemon(ctx: EnsureContext): Promise<EnsureResult> {
     return { address: paths.address, started, record: started.record };
   } finally {
     lock.release();
-  }
-}
-
-/** Whether something accepts on the socket. */
-export async function answers(socketPath: string): Promise<boolean> {
-  try {
-    return (await probeUnixSocket(socketPath)) === undefined;
-  } catch {
-    return false;
   }
 }
 

@@ -22,7 +22,8 @@ import {
   type SupervisorStatus,
   writeRecord,
 } from "./record.ts";
-import { answers, logTail } from "./bootstrap.ts";
+import { answers } from "../client/probe.ts";
+import { logTail } from "./bootstrap.ts";
 import { findProgram } from "./find.ts";
 
 /** `BuildHistoryEventType.STARTED` (a type-only import keeps gRPC out of start-up). */

@@ -6,47 +6,25 @@
  * @module
  */
 
-import { resolve } from "node:path";
+import { resolve } from "../../path.ts";
 import type { Command, Flag, Invocation } from "../command.ts";
 import type { Globals } from "../globals.ts";
 import { setAutoStart } from "../connect.ts";
 import { formatGoDuration } from "../format/units.ts";
+import { GRANT_FLAGS, INSTALL_OVERRIDE_FLAGS, overridesFromFlags } from "../flags/daemon.ts";
 import { BuildctlError, ExitCode, usageError } from "../../errors.ts";
+import type { DaemonState } from "../../daemon/mod.ts";
 import {
-  GRANT_FLAGS,
-  grantDaemonAccess,
-  INSTALL_OVERRIDE_FLAGS,
-  overridesFromFlags,
-  revokeDaemonAccess,
-} from "../../daemon/grant.ts";
-import {
-  launcherAddress,
-  launcherLogs,
-  launcherReset,
-  launcherState,
-  launcherStop,
-} from "../../daemon/launcher_client.ts";
-import {
-  daemonContext,
-  type DaemonState,
-  daemonState,
   DEFAULT_IDLE_TIMEOUT_MS,
-  doctor,
-  ensureDaemon,
-  followLog,
   IDLE_TIMEOUT_ENV,
-  logPathFor,
-  parseDurationMs,
-  readRecord,
-  recordAlive,
-  renderDoctor,
-  resolveDefaultDaemon,
   START_TIMEOUT_ENV,
-  startTimeoutMs,
-  stopDaemon,
-  supervise,
-  wipeStateDir,
-} from "../../daemon/mod.ts";
+} from "../../daemon/settings.ts";
+
+// The daemon manager is loaded by the action that needs it: the command
+// tree is built for every command (and for --version), so it imports only
+// flag definitions and constants.
+const manager = () => import("../../daemon/mod.ts");
+const launcher = () => import("../../daemon/launcher_client.ts");
 
 /**
  * Installs the automatic start into `connectDaemon`: when a command needs
@@ -54,9 +32,13 @@ import {
  * `daemon/auto.ts`). Call once from the app.
  */
 export function installAutoStart(): void {
-  setAutoStart((g: Globals) =>
-    resolveDefaultDaemon({ env: g.io.env, report: (line) => g.io.stderr.write(`${line}\n`) })
-  );
+  setAutoStart(async (g: Globals) => {
+    const { resolveDefaultDaemon } = await import("../../daemon/auto.ts");
+    return resolveDefaultDaemon({
+      env: g.io.env,
+      report: (line) => g.io.stderr.write(`${line}\n`),
+    });
+  });
 }
 
 const DEFAULT_IDLE_TEXT = formatGoDuration(BigInt(DEFAULT_IDLE_TIMEOUT_MS) * 1_000_000n);
@@ -132,25 +114,26 @@ function revokeCommand(): Command<Globals> {
     argsUsage: "USER",
     acceptsArgs: true,
     flags: INSTALL_OVERRIDE_FLAGS,
-    action(inv) {
+    async action(inv) {
       if (inv.args.length !== 1) {
         throw usageError("daemon revoke takes exactly one USER (a name or a uid)");
       }
+      const { revokeDaemonAccess } = await import("../../daemon/grant.ts");
       revokeDaemonAccess({
         user: inv.args[0]!,
         overrides: overridesFromFlags(inv.flags),
         out: (line) => inv.globals.io.stdout.write(`${line}\n`),
       });
-      return Promise.resolve();
     },
   };
 }
 
-/** The uid when this (non-root) user has a launcher grant, else undefined. */
-function grantedUid(g: Globals): number | undefined {
+/** Whether this (non-root) user has a launcher grant. */
+async function granted(g: Globals): Promise<boolean> {
   const uid = Deno.uid();
-  if (uid === null || uid === 0) return undefined;
-  return launcherAddress(uid, { env: g.io.env }) !== undefined ? uid : undefined;
+  if (uid === null || uid === 0) return false;
+  const { launcherAddress } = await launcher();
+  return launcherAddress(uid, { env: g.io.env }) !== undefined;
 }
 
 function renderLauncherState(s: unknown): string {
@@ -206,6 +189,7 @@ function startCommand(): Command<Globals> {
             "--allow-user needs --root=DIR: the state directory of the granted users' daemon",
           );
         }
+        const { grantDaemonAccess } = await import("../../daemon/grant.ts");
         await grantDaemonAccess({
           root,
           users: allowUsers,
@@ -228,6 +212,8 @@ function startCommand(): Command<Globals> {
           'pass buildkitd flags after "--", e.g. buildctl daemon start -- --oci-worker-gc=false',
         );
       }
+      const { daemonContext, ensureDaemon, parseDurationMs, recordAlive, startTimeoutMs } =
+        await manager();
       const ctx = daemonContext(g.io.env);
       const rootText = str(inv, "root");
       const timeoutText = str(inv, "timeout");
@@ -285,13 +271,14 @@ function stateCommand(): Command<Globals> {
     async action(inv) {
       const g = inv.globals;
       const format = textOrJson(inv);
-      if (grantedUid(g) !== undefined) {
-        const ls = await launcherState({ env: g.io.env });
+      if (await granted(g)) {
+        const ls = await (await launcher()).launcherState({ env: g.io.env });
         g.io.stdout.write(
           format === "json" ? JSON.stringify(ls, null, 2) + "\n" : renderLauncherState(ls),
         );
         return;
       }
+      const { daemonContext, daemonState } = await manager();
       const ctx = daemonContext(g.io.env);
       const s = await daemonState(ctx.paths);
       if (format === "json") g.io.stdout.write(JSON.stringify(s, null, 2) + "\n");
@@ -353,13 +340,14 @@ function stopCommand(): Command<Globals> {
     usage: "stop the daemon gracefully (the next command starts it again)",
     async action(inv) {
       const g = inv.globals;
-      if (grantedUid(g) !== undefined) {
-        const was = await launcherStop({ env: g.io.env });
+      if (await granted(g)) {
+        const was = await (await launcher()).launcherStop({ env: g.io.env });
         g.io.stdout.write(
           was ? "stopped buildkitd (through the launcher)\n" : "buildkitd is not running\n",
         );
         return;
       }
+      const { daemonContext, stopDaemon } = await manager();
       const ctx = daemonContext(g.io.env);
       const r = await stopDaemon(ctx.paths);
       if (r.kind === "not-running") g.io.stdout.write("buildkitd is not running\n");
@@ -398,19 +386,27 @@ function resetCommand(): Command<Globals> {
     flags: [{ name: "force", short: "f", kind: "bool", usage: "do not ask for confirmation" }],
     async action(inv) {
       const g = inv.globals;
-      if (grantedUid(g) !== undefined) {
+      if (await granted(g)) {
         if (inv.flags["force"] !== true) {
           throw usageError(
             "reset deletes the daemon's whole build cache; run again with --force to confirm",
           );
         }
-        await launcherReset({
+        await (await launcher()).launcherReset({
           env: g.io.env,
           onStarting: () => report(g)("starting buildkitd through the launcher (sudo -n)"),
         });
         g.io.stdout.write("reset the daemon's state (through the launcher)\n");
         return;
       }
+      const {
+        daemonContext,
+        ensureDaemon,
+        readRecord,
+        startTimeoutMs,
+        stopDaemon,
+        wipeStateDir,
+      } = await manager();
       const ctx = daemonContext(g.io.env);
       const prev = readRecord(ctx.paths.recordPath);
       const rootDir = prev?.options.rootDir ?? ctx.paths.rootDir;
@@ -476,12 +472,13 @@ function logsCommand(): Command<Globals> {
     ],
     async action(inv) {
       const g = inv.globals;
-      if (grantedUid(g) !== undefined) {
-        const text = await launcherLogs({ env: g.io.env });
+      if (await granted(g)) {
+        const text = await (await launcher()).launcherLogs({ env: g.io.env });
         if (text === undefined) g.io.stdout.write("buildkitd is not running\n");
         else g.io.stdout.write(text.endsWith("\n") || text === "" ? text : text + "\n");
         return;
       }
+      const { daemonContext, followLog, logPathFor, readRecord } = await manager();
       const ctx = daemonContext(g.io.env);
       const rec = readRecord(ctx.paths.recordPath);
       const logPath = rec?.logPath ?? logPathFor(ctx.paths.rootDir);
@@ -513,6 +510,7 @@ function doctorCommand(): Command<Globals> {
     async action(inv) {
       const g = inv.globals;
       const format = textOrJson(inv);
+      const { daemonContext, doctor, renderDoctor } = await manager();
       const ctx = daemonContext(g.io.env);
       const r = await doctor(ctx.id, ctx.paths, g.io.env);
       g.io.stdout.write(format === "json" ? JSON.stringify(r, null, 2) + "\n" : renderDoctor(r));
@@ -536,6 +534,7 @@ function superviseCommand(): Command<Globals> {
       if (!recordPath || !Number.isInteger(pid)) {
         throw usageError("_supervise needs --record and --pid");
       }
+      const { supervise } = await manager();
       await supervise({ recordPath, daemonPid: pid });
       return ExitCode.Ok;
     },
