@@ -17,6 +17,7 @@
  * @module
  */
 
+import { after } from "../timer.ts";
 import { encodeHeaders, HpackDecoder } from "../launcher/hpack.ts";
 import {
   concatBytes,
@@ -226,7 +227,7 @@ export class ClientCall {
   // Flow control of what we receive.
   #unacked = 0;
   #paused = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #cancelDeadline: (() => void) | undefined;
   #signal: AbortSignal | undefined;
   #onAbort = () => this.cancel();
 
@@ -238,9 +239,9 @@ export class ClientCall {
     this.status = new Promise((r) => this.#resolve = r);
     if (opts.deadline !== undefined) {
       const ms = Math.max(0, opts.deadline - Date.now());
-      this.#timer = setTimeout(
-        () => this.#fail(GrpcCode.DEADLINE_EXCEEDED, "deadline exceeded", H2Code.CANCEL),
+      this.#cancelDeadline = after(
         ms,
+        () => this.#fail(GrpcCode.DEADLINE_EXCEEDED, "deadline exceeded", H2Code.CANCEL),
       );
     }
     if (opts.signal) {
@@ -426,7 +427,7 @@ export class ClientCall {
   #settle(status: CallStatus, rst: number | null): void {
     if (this.#ended) return;
     this.#ended = true;
-    clearTimeout(this.#timer);
+    this.#cancelDeadline?.();
     this.#signal?.removeEventListener("abort", this.#onAbort);
     for (const p of this.pending) p.done?.();
     this.pending = [];

@@ -31,6 +31,7 @@ import {
 } from "../gen/github.com/moby/buildkit/api/services/control/control.ts";
 import type { WorkerRecord } from "../gen/github.com/moby/buildkit/api/types/worker.ts";
 import type { Address } from "./address.ts";
+import { after } from "../timer.ts";
 import { BuildctlError, ExitCode } from "../errors.ts";
 import {
   type CallOptions,
@@ -384,14 +385,14 @@ function hostPort(address: Address & { scheme: "tcp" }): string {
 
 function withDeadline<T>(p: Promise<T>, deadline: number, address: Address): Promise<T> {
   if (!Number.isFinite(deadline)) return p;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let cancelTimer: (() => void) | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
+    cancelTimer = after(
+      deadline - Date.now(),
       () => reject(unavailable(address, "no answer within the timeout")),
-      Math.max(0, deadline - Date.now()),
     );
   });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  return Promise.race([p, timeout]).finally(() => cancelTimer?.());
 }
 
 async function tlsMaterial(address: Address, tls: TlsFiles): Promise<TlsMaterial | undefined> {
@@ -466,9 +467,9 @@ export function mapGrpcError(err: unknown, address: Address): BuildctlError {
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
+    const cancel = after(ms, resolve);
     signal?.addEventListener("abort", () => {
-      clearTimeout(t);
+      cancel();
       resolve();
     }, { once: true });
   });

@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { after, delay } from "../timer.ts";
 import { BuildctlError, ExitCode } from "../errors.ts";
 import {
   findGrant,
@@ -148,13 +149,13 @@ export async function startViaLauncher(
     stderr: "piped",
     ...(opts.signal ? { signal: opts.signal } : {}),
   }).spawn();
-  const timer = setTimeout(() => {
+  const cancelTimer = after(opts.timeoutMs ?? 120_000, () => {
     try {
       child.kill("SIGTERM");
     } catch { /* gone */ }
-  }, opts.timeoutMs ?? 120_000);
+  });
   const out = await child.output();
-  clearTimeout(timer);
+  cancelTimer();
   const dec = new TextDecoder();
   const stdout = dec.decode(out.stdout).trim();
   const stderr = dec.decode(out.stderr).trim();
@@ -219,11 +220,11 @@ async function controlRequest(
   timeoutMs: number,
 ): Promise<ControlResponse> {
   const conn = await Deno.connect({ transport: "unix", path });
-  const timer = setTimeout(() => {
+  const cancelTimer = after(timeoutMs, () => {
     try {
       conn.close();
     } catch { /* closed */ }
-  }, timeoutMs);
+  });
   try {
     await conn.write(new TextEncoder().encode(JSON.stringify(body) + "\n"));
     const chunks: Uint8Array[] = [];
@@ -248,7 +249,7 @@ async function controlRequest(
     if (nl < 0) throw new Error("the launcher closed the connection (not allowed?)");
     return decodeResponse(text.slice(0, nl));
   } finally {
-    clearTimeout(timer);
+    cancelTimer();
     try {
       conn.close();
     } catch { /* closed */ }
@@ -300,7 +301,7 @@ export async function launcherStop(
   // Wait until the supervisor is gone, so a following start does not race it.
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline && (await socketAnswers(path))) {
-    await new Promise((r) => setTimeout(r, 50));
+    await delay(50);
   }
   return true;
 }
@@ -317,7 +318,7 @@ export async function launcherReset(opts: StartViaLauncherOptions = {}): Promise
   unwrap(await controlRequest(path, { op: "reset" }, 120_000));
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline && (await socketAnswers(path))) {
-    await new Promise((r) => setTimeout(r, 50));
+    await delay(50);
   }
 }
 

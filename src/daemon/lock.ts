@@ -12,6 +12,7 @@
  */
 
 import { BuildctlError, ExitCode } from "../errors.ts";
+import { after } from "../timer.ts";
 
 /** A held lock; release it (or exit) to let others in. */
 export interface HeldLock {
@@ -51,16 +52,16 @@ export async function acquireLock(path: string, opts: LockOptions): Promise<Held
     // A shared lock needs only a readable file (another user's daemon).
     file = await Deno.open(path, { read: true });
   }
-  let notice: ReturnType<typeof setTimeout> | undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let cancelNotice: (() => void) | undefined;
+  let cancelTimeout: (() => void) | undefined;
   try {
     if (opts.onWaiting) {
-      notice = setTimeout(() => opts.onWaiting!(readHolder(path)), opts.waitNoticeMs ?? 2000);
+      cancelNotice = after(opts.waitNoticeMs ?? 2000, () => opts.onWaiting!(readHolder(path)));
     }
     const locked = file.lock(opts.exclusive);
     if (opts.timeoutMs && opts.timeoutMs > 0) {
       const timeout = new Promise<"timeout">((resolve) => {
-        timer = setTimeout(() => resolve("timeout"), opts.timeoutMs);
+        cancelTimeout = after(opts.timeoutMs!, () => resolve("timeout"));
       });
       if ((await Promise.race([locked, timeout])) === "timeout") {
         const holder = readHolder(path);
@@ -84,8 +85,8 @@ export async function acquireLock(path: string, opts: LockOptions): Promise<Held
     if (!(err instanceof BuildctlError)) file.close();
     throw err;
   } finally {
-    clearTimeout(notice);
-    clearTimeout(timer);
+    cancelNotice?.();
+    cancelTimeout?.();
   }
   if (opts.writePid && opts.exclusive) {
     try {

@@ -14,6 +14,8 @@
  * @module
  */
 
+import { delay } from "../timer.ts";
+
 /** Who we are, as the kernel sees it. */
 export interface Identity {
   /** Our uid (what decides root vs rootless; buildctl is never setuid, so real = effective). */
@@ -302,5 +304,5 @@ export async function waitForExit(
 
 /** A plain timer promise. */
 export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+  return delay(ms);
 }

@@ -7,6 +7,7 @@
  */
 
 import type { BuildkitClient } from "../client/mod.ts";
+import { after } from "../timer.ts";
 import { BuildctlError } from "../errors.ts";
 import { type Handler, serveGrpc } from "./grpc_server.ts";
 import { openTunnel, tunnelEnvelope } from "./tunnel.ts";
@@ -173,12 +174,12 @@ export async function startSession(
     closing ??= (async () => {
       // Half-close our side of the tunnel, then wait (bounded) for the daemon to end it.
       tunnel.duplex.end();
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let cancelTimer: (() => void) | undefined;
       await Promise.race([
         tunnel.ended,
-        new Promise<void>((r) => timer = setTimeout(r, CLOSE_TIMEOUT_MS)),
+        new Promise<void>((r) => cancelTimer = after(CLOSE_TIMEOUT_MS, r)),
       ]);
-      clearTimeout(timer);
+      cancelTimer?.();
       teardown();
       await closed;
     })();

@@ -20,6 +20,7 @@ import {
   parseSecret,
   type SecretSource,
 } from "../flags/build.ts";
+import { after } from "../../timer.ts";
 import { BuildctlError, ExitCode, usageError } from "../../errors.ts";
 import type { BuildkitClient } from "../../client/mod.ts";
 import { GrpcError } from "../../client/grpc.ts";
@@ -498,12 +499,12 @@ function followStatus(
       for (;;) {
         const left = lastActivity + ms - Date.now();
         if (left <= 0) break;
-        let timer: ReturnType<typeof setTimeout> | undefined;
+        let cancelTimer: (() => void) | undefined;
         const settled = await Promise.race([
           done.then(() => true),
-          new Promise((r) => timer = setTimeout(() => r(false), left)),
+          new Promise((r) => cancelTimer = after(left, () => r(false))),
         ]);
-        clearTimeout(timer);
+        cancelTimer?.();
         if (settled) break;
       }
       call.cancel();
