@@ -26,6 +26,8 @@ import { Methods } from "../src/session/session.ts";
 import { startDaemon } from "./_util/daemon.ts";
 import { UPSTREAM_BUILDCTL } from "./_util/paths.ts";
 
+const utf8 = (text: string) => new TextEncoder().encode(text);
+
 const enc = new TextEncoder();
 
 function hex(b: Uint8Array): string {
@@ -96,7 +98,7 @@ Deno.test("ListWorkersRequest, StatusResponse and DiskUsageResponse round-trip (
       total: 0n,
       timestamp: when,
     }],
-    logs: [{ vertex: "sha256:aa", timestamp: when, stream: 2n, msg: Buffer.from("hello\n") }],
+    logs: [{ vertex: "sha256:aa", timestamp: when, stream: 2n, msg: utf8("hello\n") }],
     warnings: [],
   });
   assert.deepEqual(StatusResponse.decode(StatusResponse.encode(st).finish()), st);
@@ -128,7 +130,7 @@ Deno.test("fsutil Packet: empty STAT is zero bytes, uint32 mode with ModeDir (1<
       linkname: "",
       devmajor: 0n,
       devminor: 0n,
-      xattrs: { "user.x": Buffer.from([1, 2]) },
+      xattrs: { "user.x": new Uint8Array([1, 2]) },
     },
   });
   const back = Packet.decode(Packet.encode(dir).finish());
@@ -209,7 +211,7 @@ function sampleDefinition(): { def: Definition; bytes: Uint8Array; digests: stri
         input: 0n,
         secondaryInput: -1n,
         output: 0n,
-        mkfile: { path: "/hello", mode: 0o644, data: Buffer.from("hi"), timestamp: -1n },
+        mkfile: { path: "/hello", mode: 0o644, data: utf8("hi"), timestamp: -1n },
       }],
     },
   })).finish();
@@ -217,7 +219,7 @@ function sampleDefinition(): { def: Definition; bytes: Uint8Array; digests: stri
   const term = Op.encode(Op.create({ inputs: [{ digest: d2, index: 0n }] })).finish();
   const d3 = "sha256:" + createHash("sha256").update(term).digest("hex");
   const def = Definition.create({
-    def: [Buffer.from(src), Buffer.from(exec), Buffer.from(file), Buffer.from(term)],
+    def: [src.slice(), exec.slice(), file.slice(), term.slice()],
     metadata: {
       [d0]: OpMetadata.create({
         description: { "llb.customname": "load context" },
@@ -322,14 +324,14 @@ function scratchMkfileDefinition(): Definition {
         input: -1n,
         secondaryInput: -1n,
         output: 0n,
-        mkfile: { path: "/hello", mode: 0o644, data: Buffer.from("hi\n"), timestamp: -1n },
+        mkfile: { path: "/hello", mode: 0o644, data: utf8("hi\n"), timestamp: -1n },
       }],
     },
   })).finish();
   const d = "sha256:" + createHash("sha256").update(file).digest("hex");
   const term = Op.encode(Op.create({ inputs: [{ digest: d, index: 0n }] })).finish();
   return Definition.create({
-    def: [Buffer.from(file), Buffer.from(term)],
+    def: [file.slice(), term.slice()],
     metadata: {
       [d]: OpMetadata.create({ description: { "llb.customname": "proto-compat mkfile" } }),
     },

@@ -25,12 +25,12 @@ export interface Stat {
   linkname: string;
   devmajor: bigint;
   devminor: bigint;
-  xattrs: { [key: string]: Buffer };
+  xattrs: { [key: string]: Uint8Array };
 }
 
 export interface Stat_XattrsEntry {
   key: string;
-  value: Buffer;
+  value: Uint8Array;
 }
 
 function createBaseStat(): Stat {
@@ -89,7 +89,7 @@ export const Stat: MessageFns<Stat> = {
       }
       writer.uint32(72).int64(message.devminor);
     }
-    globalThis.Object.entries(message.xattrs).forEach(([key, value]: [string, Buffer]) => {
+    globalThis.Object.entries(message.xattrs).forEach(([key, value]: [string, Uint8Array]) => {
       Stat_XattrsEntry.encode({ key: key as any, value }, writer.uint32(82).fork()).join();
     });
     return writer;
@@ -216,9 +216,9 @@ export const Stat: MessageFns<Stat> = {
       devminor: isSet(object.devminor) ? BigInt(object.devminor) : 0n,
       xattrs: isObject(object.xattrs)
         ? (globalThis.Object.entries(object.xattrs) as [string, any][]).reduce(
-          (acc: { [key: string]: Buffer }, [key, value]: [string, any]) => {
+          (acc: { [key: string]: Uint8Array }, [key, value]: [string, any]) => {
             globalThis.Object.defineProperty(acc, key, {
-              value: Buffer.from(bytesFromBase64(value as string)),
+              value: bytesFromBase64(value as string),
               enumerable: true,
               configurable: true,
               writable: true,
@@ -261,7 +261,7 @@ export const Stat: MessageFns<Stat> = {
       obj.devminor = message.devminor.toString();
     }
     if (message.xattrs) {
-      const entries = globalThis.Object.entries(message.xattrs) as [string, Buffer][];
+      const entries = globalThis.Object.entries(message.xattrs) as [string, Uint8Array][];
       if (entries.length > 0) {
         obj.xattrs = {};
         entries.forEach(([k, v]) => {
@@ -286,8 +286,8 @@ export const Stat: MessageFns<Stat> = {
     message.linkname = object.linkname ?? "";
     message.devmajor = (object.devmajor !== undefined && object.devmajor !== null) ? BigInt(object.devmajor) : 0n;
     message.devminor = (object.devminor !== undefined && object.devminor !== null) ? BigInt(object.devminor) : 0n;
-    message.xattrs = (globalThis.Object.entries(object.xattrs ?? {}) as [string, Buffer][]).reduce(
-      (acc: { [key: string]: Buffer }, [key, value]: [string, Buffer]) => {
+    message.xattrs = (globalThis.Object.entries(object.xattrs ?? {}) as [string, Uint8Array][]).reduce(
+      (acc: { [key: string]: Uint8Array }, [key, value]: [string, Uint8Array]) => {
         if (value !== undefined) {
           acc[key] = value;
         }
@@ -300,7 +300,7 @@ export const Stat: MessageFns<Stat> = {
 };
 
 function createBaseStat_XattrsEntry(): Stat_XattrsEntry {
-  return { key: "", value: Buffer.alloc(0) };
+  return { key: "", value: new Uint8Array(0) };
 }
 
 export const Stat_XattrsEntry: MessageFns<Stat_XattrsEntry> = {
@@ -340,7 +340,7 @@ export const Stat_XattrsEntry: MessageFns<Stat_XattrsEntry> = {
               break;
             }
 
-            message.value = Buffer.from(reader.bytes());
+            message.value = reader.bytes();
             continue;
           }
         }
@@ -358,7 +358,7 @@ export const Stat_XattrsEntry: MessageFns<Stat_XattrsEntry> = {
   fromJSON(object: any): Stat_XattrsEntry {
     return {
       key: isSet(object.key) ? globalThis.String(object.key) : "",
-      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+      value: isSet(object.value) ? bytesFromBase64(object.value) : new Uint8Array(0),
     };
   },
 
@@ -379,17 +379,26 @@ export const Stat_XattrsEntry: MessageFns<Stat_XattrsEntry> = {
   fromPartial<I extends Exact<DeepPartial<Stat_XattrsEntry>, I>>(object: I): Stat_XattrsEntry {
     const message = createBaseStat_XattrsEntry();
     message.key = object.key ?? "";
-    message.value = object.value ?? Buffer.alloc(0);
+    message.value = object.value ?? new Uint8Array(0);
     return message;
   },
 };
 
 function bytesFromBase64(b64: string): Uint8Array {
-  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+  const bin = globalThis.atob(b64);
+  const arr = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; ++i) {
+    arr[i] = bin.charCodeAt(i);
+  }
+  return arr;
 }
 
 function base64FromBytes(arr: Uint8Array): string {
-  return globalThis.Buffer.from(arr).toString("base64");
+  const bin: string[] = [];
+  arr.forEach((byte) => {
+    bin.push(globalThis.String.fromCharCode(byte));
+  });
+  return globalThis.btoa(bin.join(""));
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;

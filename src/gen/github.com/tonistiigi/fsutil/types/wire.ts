@@ -18,7 +18,7 @@ export interface Packet {
   type: Packet_PacketType;
   stat?: Stat | undefined;
   ID: number;
-  data: Buffer;
+  data: Uint8Array;
 }
 
 export enum Packet_PacketType {
@@ -73,7 +73,7 @@ export function packet_PacketTypeToJSON(object: Packet_PacketType): string {
 }
 
 function createBasePacket(): Packet {
-  return { type: 0, stat: undefined, ID: 0, data: Buffer.alloc(0) };
+  return { type: 0, stat: undefined, ID: 0, data: new Uint8Array(0) };
 }
 
 export const Packet: MessageFns<Packet> = {
@@ -135,7 +135,7 @@ export const Packet: MessageFns<Packet> = {
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = reader.bytes();
             continue;
           }
         }
@@ -155,7 +155,7 @@ export const Packet: MessageFns<Packet> = {
       type: isSet(object.type) ? packet_PacketTypeFromJSON(object.type) : 0,
       stat: isSet(object.stat) ? Stat.fromJSON(object.stat) : undefined,
       ID: isSet(object.ID) ? globalThis.Number(object.ID) : 0,
-      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      data: isSet(object.data) ? bytesFromBase64(object.data) : new Uint8Array(0),
     };
   },
 
@@ -184,17 +184,26 @@ export const Packet: MessageFns<Packet> = {
     message.type = object.type ?? 0;
     message.stat = (object.stat !== undefined && object.stat !== null) ? Stat.fromPartial(object.stat) : undefined;
     message.ID = object.ID ?? 0;
-    message.data = object.data ?? Buffer.alloc(0);
+    message.data = object.data ?? new Uint8Array(0);
     return message;
   },
 };
 
 function bytesFromBase64(b64: string): Uint8Array {
-  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+  const bin = globalThis.atob(b64);
+  const arr = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; ++i) {
+    arr[i] = bin.charCodeAt(i);
+  }
+  return arr;
 }
 
 function base64FromBytes(arr: Uint8Array): string {
-  return globalThis.Buffer.from(arr).toString("base64");
+  const bin: string[] = [];
+  arr.forEach((byte) => {
+    bin.push(globalThis.String.fromCharCode(byte));
+  });
+  return globalThis.btoa(bin.join(""));
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;

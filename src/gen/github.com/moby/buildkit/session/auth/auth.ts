@@ -43,23 +43,23 @@ export interface FetchTokenResponse {
 
 export interface GetTokenAuthorityRequest {
   Host: string;
-  Salt: Buffer;
+  Salt: Uint8Array;
 }
 
 export interface GetTokenAuthorityResponse {
   /** ed25519 public key */
-  PublicKey: Buffer;
+  PublicKey: Uint8Array;
 }
 
 export interface VerifyTokenAuthorityRequest {
   Host: string;
-  Payload: Buffer;
-  Salt: Buffer;
+  Payload: Uint8Array;
+  Salt: Uint8Array;
 }
 
 export interface VerifyTokenAuthorityResponse {
   /** signature followed by payload */
-  Signed: Buffer;
+  Signed: Uint8Array;
 }
 
 function createBaseCredentialsRequest(): CredentialsRequest {
@@ -455,7 +455,7 @@ export const FetchTokenResponse: MessageFns<FetchTokenResponse> = {
 };
 
 function createBaseGetTokenAuthorityRequest(): GetTokenAuthorityRequest {
-  return { Host: "", Salt: Buffer.alloc(0) };
+  return { Host: "", Salt: new Uint8Array(0) };
 }
 
 export const GetTokenAuthorityRequest: MessageFns<GetTokenAuthorityRequest> = {
@@ -495,7 +495,7 @@ export const GetTokenAuthorityRequest: MessageFns<GetTokenAuthorityRequest> = {
               break;
             }
 
-            message.Salt = Buffer.from(reader.bytes());
+            message.Salt = reader.bytes();
             continue;
           }
         }
@@ -513,7 +513,7 @@ export const GetTokenAuthorityRequest: MessageFns<GetTokenAuthorityRequest> = {
   fromJSON(object: any): GetTokenAuthorityRequest {
     return {
       Host: isSet(object.Host) ? globalThis.String(object.Host) : "",
-      Salt: isSet(object.Salt) ? Buffer.from(bytesFromBase64(object.Salt)) : Buffer.alloc(0),
+      Salt: isSet(object.Salt) ? bytesFromBase64(object.Salt) : new Uint8Array(0),
     };
   },
 
@@ -534,13 +534,13 @@ export const GetTokenAuthorityRequest: MessageFns<GetTokenAuthorityRequest> = {
   fromPartial<I extends Exact<DeepPartial<GetTokenAuthorityRequest>, I>>(object: I): GetTokenAuthorityRequest {
     const message = createBaseGetTokenAuthorityRequest();
     message.Host = object.Host ?? "";
-    message.Salt = object.Salt ?? Buffer.alloc(0);
+    message.Salt = object.Salt ?? new Uint8Array(0);
     return message;
   },
 };
 
 function createBaseGetTokenAuthorityResponse(): GetTokenAuthorityResponse {
-  return { PublicKey: Buffer.alloc(0) };
+  return { PublicKey: new Uint8Array(0) };
 }
 
 export const GetTokenAuthorityResponse: MessageFns<GetTokenAuthorityResponse> = {
@@ -569,7 +569,7 @@ export const GetTokenAuthorityResponse: MessageFns<GetTokenAuthorityResponse> = 
               break;
             }
 
-            message.PublicKey = Buffer.from(reader.bytes());
+            message.PublicKey = reader.bytes();
             continue;
           }
         }
@@ -585,7 +585,7 @@ export const GetTokenAuthorityResponse: MessageFns<GetTokenAuthorityResponse> = 
   },
 
   fromJSON(object: any): GetTokenAuthorityResponse {
-    return { PublicKey: isSet(object.PublicKey) ? Buffer.from(bytesFromBase64(object.PublicKey)) : Buffer.alloc(0) };
+    return { PublicKey: isSet(object.PublicKey) ? bytesFromBase64(object.PublicKey) : new Uint8Array(0) };
   },
 
   toJSON(message: GetTokenAuthorityResponse): unknown {
@@ -601,13 +601,13 @@ export const GetTokenAuthorityResponse: MessageFns<GetTokenAuthorityResponse> = 
   },
   fromPartial<I extends Exact<DeepPartial<GetTokenAuthorityResponse>, I>>(object: I): GetTokenAuthorityResponse {
     const message = createBaseGetTokenAuthorityResponse();
-    message.PublicKey = object.PublicKey ?? Buffer.alloc(0);
+    message.PublicKey = object.PublicKey ?? new Uint8Array(0);
     return message;
   },
 };
 
 function createBaseVerifyTokenAuthorityRequest(): VerifyTokenAuthorityRequest {
-  return { Host: "", Payload: Buffer.alloc(0), Salt: Buffer.alloc(0) };
+  return { Host: "", Payload: new Uint8Array(0), Salt: new Uint8Array(0) };
 }
 
 export const VerifyTokenAuthorityRequest: MessageFns<VerifyTokenAuthorityRequest> = {
@@ -650,7 +650,7 @@ export const VerifyTokenAuthorityRequest: MessageFns<VerifyTokenAuthorityRequest
               break;
             }
 
-            message.Payload = Buffer.from(reader.bytes());
+            message.Payload = reader.bytes();
             continue;
           }
           case 3: {
@@ -658,7 +658,7 @@ export const VerifyTokenAuthorityRequest: MessageFns<VerifyTokenAuthorityRequest
               break;
             }
 
-            message.Salt = Buffer.from(reader.bytes());
+            message.Salt = reader.bytes();
             continue;
           }
         }
@@ -676,8 +676,8 @@ export const VerifyTokenAuthorityRequest: MessageFns<VerifyTokenAuthorityRequest
   fromJSON(object: any): VerifyTokenAuthorityRequest {
     return {
       Host: isSet(object.Host) ? globalThis.String(object.Host) : "",
-      Payload: isSet(object.Payload) ? Buffer.from(bytesFromBase64(object.Payload)) : Buffer.alloc(0),
-      Salt: isSet(object.Salt) ? Buffer.from(bytesFromBase64(object.Salt)) : Buffer.alloc(0),
+      Payload: isSet(object.Payload) ? bytesFromBase64(object.Payload) : new Uint8Array(0),
+      Salt: isSet(object.Salt) ? bytesFromBase64(object.Salt) : new Uint8Array(0),
     };
   },
 
@@ -701,14 +701,14 @@ export const VerifyTokenAuthorityRequest: MessageFns<VerifyTokenAuthorityRequest
   fromPartial<I extends Exact<DeepPartial<VerifyTokenAuthorityRequest>, I>>(object: I): VerifyTokenAuthorityRequest {
     const message = createBaseVerifyTokenAuthorityRequest();
     message.Host = object.Host ?? "";
-    message.Payload = object.Payload ?? Buffer.alloc(0);
-    message.Salt = object.Salt ?? Buffer.alloc(0);
+    message.Payload = object.Payload ?? new Uint8Array(0);
+    message.Salt = object.Salt ?? new Uint8Array(0);
     return message;
   },
 };
 
 function createBaseVerifyTokenAuthorityResponse(): VerifyTokenAuthorityResponse {
-  return { Signed: Buffer.alloc(0) };
+  return { Signed: new Uint8Array(0) };
 }
 
 export const VerifyTokenAuthorityResponse: MessageFns<VerifyTokenAuthorityResponse> = {
@@ -737,7 +737,7 @@ export const VerifyTokenAuthorityResponse: MessageFns<VerifyTokenAuthorityRespon
               break;
             }
 
-            message.Signed = Buffer.from(reader.bytes());
+            message.Signed = reader.bytes();
             continue;
           }
         }
@@ -753,7 +753,7 @@ export const VerifyTokenAuthorityResponse: MessageFns<VerifyTokenAuthorityRespon
   },
 
   fromJSON(object: any): VerifyTokenAuthorityResponse {
-    return { Signed: isSet(object.Signed) ? Buffer.from(bytesFromBase64(object.Signed)) : Buffer.alloc(0) };
+    return { Signed: isSet(object.Signed) ? bytesFromBase64(object.Signed) : new Uint8Array(0) };
   },
 
   toJSON(message: VerifyTokenAuthorityResponse): unknown {
@@ -769,7 +769,7 @@ export const VerifyTokenAuthorityResponse: MessageFns<VerifyTokenAuthorityRespon
   },
   fromPartial<I extends Exact<DeepPartial<VerifyTokenAuthorityResponse>, I>>(object: I): VerifyTokenAuthorityResponse {
     const message = createBaseVerifyTokenAuthorityResponse();
-    message.Signed = object.Signed ?? Buffer.alloc(0);
+    message.Signed = object.Signed ?? new Uint8Array(0);
     return message;
   },
 };
@@ -815,11 +815,20 @@ export const AuthDefinition = {
 } as const;
 
 function bytesFromBase64(b64: string): Uint8Array {
-  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+  const bin = globalThis.atob(b64);
+  const arr = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; ++i) {
+    arr[i] = bin.charCodeAt(i);
+  }
+  return arr;
 }
 
 function base64FromBytes(arr: Uint8Array): string {
-  return globalThis.Buffer.from(arr).toString("base64");
+  const bin: string[] = [];
+  arr.forEach((byte) => {
+    bin.push(globalThis.String.fromCharCode(byte));
+  });
+  return globalThis.btoa(bin.join(""));
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;

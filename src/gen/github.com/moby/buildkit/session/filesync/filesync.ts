@@ -15,11 +15,11 @@ export const protobufFileName = "github.com/moby/buildkit/session/filesync/files
 /** buildctl for Deno: file transfer services served by the client inside a session. */
 
 export interface BytesMessage {
-  data: Buffer;
+  data: Uint8Array;
 }
 
 function createBaseBytesMessage(): BytesMessage {
-  return { data: Buffer.alloc(0) };
+  return { data: new Uint8Array(0) };
 }
 
 export const BytesMessage: MessageFns<BytesMessage> = {
@@ -48,7 +48,7 @@ export const BytesMessage: MessageFns<BytesMessage> = {
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = reader.bytes();
             continue;
           }
         }
@@ -64,7 +64,7 @@ export const BytesMessage: MessageFns<BytesMessage> = {
   },
 
   fromJSON(object: any): BytesMessage {
-    return { data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0) };
+    return { data: isSet(object.data) ? bytesFromBase64(object.data) : new Uint8Array(0) };
   },
 
   toJSON(message: BytesMessage): unknown {
@@ -80,7 +80,7 @@ export const BytesMessage: MessageFns<BytesMessage> = {
   },
   fromPartial<I extends Exact<DeepPartial<BytesMessage>, I>>(object: I): BytesMessage {
     const message = createBaseBytesMessage();
-    message.data = object.data ?? Buffer.alloc(0);
+    message.data = object.data ?? new Uint8Array(0);
     return message;
   },
 };
@@ -131,11 +131,20 @@ export const FileSendDefinition = {
 } as const;
 
 function bytesFromBase64(b64: string): Uint8Array {
-  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+  const bin = globalThis.atob(b64);
+  const arr = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; ++i) {
+    arr[i] = bin.charCodeAt(i);
+  }
+  return arr;
 }
 
 function base64FromBytes(arr: Uint8Array): string {
-  return globalThis.Buffer.from(arr).toString("base64");
+  const bin: string[] = [];
+  arr.forEach((byte) => {
+    bin.push(globalThis.String.fromCharCode(byte));
+  });
+  return globalThis.btoa(bin.join(""));
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;

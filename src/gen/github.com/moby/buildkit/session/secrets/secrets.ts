@@ -24,7 +24,7 @@ export interface GetSecretRequest_AnnotationsEntry {
 }
 
 export interface GetSecretResponse {
-  data: Buffer;
+  data: Uint8Array;
 }
 
 function createBaseGetSecretRequest(): GetSecretRequest {
@@ -232,7 +232,7 @@ export const GetSecretRequest_AnnotationsEntry: MessageFns<GetSecretRequest_Anno
 };
 
 function createBaseGetSecretResponse(): GetSecretResponse {
-  return { data: Buffer.alloc(0) };
+  return { data: new Uint8Array(0) };
 }
 
 export const GetSecretResponse: MessageFns<GetSecretResponse> = {
@@ -261,7 +261,7 @@ export const GetSecretResponse: MessageFns<GetSecretResponse> = {
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = reader.bytes();
             continue;
           }
         }
@@ -277,7 +277,7 @@ export const GetSecretResponse: MessageFns<GetSecretResponse> = {
   },
 
   fromJSON(object: any): GetSecretResponse {
-    return { data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0) };
+    return { data: isSet(object.data) ? bytesFromBase64(object.data) : new Uint8Array(0) };
   },
 
   toJSON(message: GetSecretResponse): unknown {
@@ -293,7 +293,7 @@ export const GetSecretResponse: MessageFns<GetSecretResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<GetSecretResponse>, I>>(object: I): GetSecretResponse {
     const message = createBaseGetSecretResponse();
-    message.data = object.data ?? Buffer.alloc(0);
+    message.data = object.data ?? new Uint8Array(0);
     return message;
   },
 };
@@ -315,11 +315,20 @@ export const SecretsDefinition = {
 } as const;
 
 function bytesFromBase64(b64: string): Uint8Array {
-  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+  const bin = globalThis.atob(b64);
+  const arr = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; ++i) {
+    arr[i] = bin.charCodeAt(i);
+  }
+  return arr;
 }
 
 function base64FromBytes(arr: Uint8Array): string {
-  return globalThis.Buffer.from(arr).toString("base64");
+  const bin: string[] = [];
+  arr.forEach((byte) => {
+    bin.push(globalThis.String.fromCharCode(byte));
+  });
+  return globalThis.btoa(bin.join(""));
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;

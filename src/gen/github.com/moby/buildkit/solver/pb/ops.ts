@@ -222,7 +222,7 @@ export function cacheSharingOptToJSON(object: CacheSharingOpt): string {
  * the terminal op. Metadata is keyed by "sha256:<hex of op bytes>".
  */
 export interface Definition {
-  def: Buffer[];
+  def: Uint8Array[];
   metadata: { [key: string]: OpMetadata };
   Source?: Source | undefined;
 }
@@ -298,7 +298,7 @@ export interface Location {
 
 export interface SourceInfo {
   filename: string;
-  data: Buffer;
+  data: Uint8Array;
   definition?: Definition | undefined;
   language: string;
 }
@@ -505,7 +505,7 @@ export interface FileActionCopy {
 export interface FileActionMkFile {
   path: string;
   mode: number;
-  data: Buffer;
+  data: Uint8Array;
   owner?: ChownOpt | undefined;
   timestamp: bigint;
 }
@@ -608,7 +608,7 @@ export const Definition: MessageFns<Definition> = {
               break;
             }
 
-            message.def.push(Buffer.from(reader.bytes()));
+            message.def.push(reader.bytes());
             continue;
           }
           case 2: {
@@ -644,7 +644,7 @@ export const Definition: MessageFns<Definition> = {
 
   fromJSON(object: any): Definition {
     return {
-      def: globalThis.Array.isArray(object?.def) ? object.def.map((e: any) => Buffer.from(bytesFromBase64(e))) : [],
+      def: globalThis.Array.isArray(object?.def) ? object.def.map((e: any) => bytesFromBase64(e)) : [],
       metadata: isObject(object.metadata)
         ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
           (acc: { [key: string]: OpMetadata }, [key, value]: [string, any]) => {
@@ -1909,7 +1909,7 @@ export const Location: MessageFns<Location> = {
 };
 
 function createBaseSourceInfo(): SourceInfo {
-  return { filename: "", data: Buffer.alloc(0), definition: undefined, language: "" };
+  return { filename: "", data: new Uint8Array(0), definition: undefined, language: "" };
 }
 
 export const SourceInfo: MessageFns<SourceInfo> = {
@@ -1955,7 +1955,7 @@ export const SourceInfo: MessageFns<SourceInfo> = {
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = reader.bytes();
             continue;
           }
           case 3: {
@@ -1989,7 +1989,7 @@ export const SourceInfo: MessageFns<SourceInfo> = {
   fromJSON(object: any): SourceInfo {
     return {
       filename: isSet(object.filename) ? globalThis.String(object.filename) : "",
-      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      data: isSet(object.data) ? bytesFromBase64(object.data) : new Uint8Array(0),
       definition: isSet(object.definition) ? Definition.fromJSON(object.definition) : undefined,
       language: isSet(object.language) ? globalThis.String(object.language) : "",
     };
@@ -2018,7 +2018,7 @@ export const SourceInfo: MessageFns<SourceInfo> = {
   fromPartial<I extends Exact<DeepPartial<SourceInfo>, I>>(object: I): SourceInfo {
     const message = createBaseSourceInfo();
     message.filename = object.filename ?? "";
-    message.data = object.data ?? Buffer.alloc(0);
+    message.data = object.data ?? new Uint8Array(0);
     message.definition = (object.definition !== undefined && object.definition !== null)
       ? Definition.fromPartial(object.definition)
       : undefined;
@@ -5619,7 +5619,7 @@ export const FileActionCopy: MessageFns<FileActionCopy> = {
 };
 
 function createBaseFileActionMkFile(): FileActionMkFile {
-  return { path: "", mode: 0, data: Buffer.alloc(0), owner: undefined, timestamp: 0n };
+  return { path: "", mode: 0, data: new Uint8Array(0), owner: undefined, timestamp: 0n };
 }
 
 export const FileActionMkFile: MessageFns<FileActionMkFile> = {
@@ -5679,7 +5679,7 @@ export const FileActionMkFile: MessageFns<FileActionMkFile> = {
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = reader.bytes();
             continue;
           }
           case 4: {
@@ -5714,7 +5714,7 @@ export const FileActionMkFile: MessageFns<FileActionMkFile> = {
     return {
       path: isSet(object.path) ? globalThis.String(object.path) : "",
       mode: isSet(object.mode) ? globalThis.Number(object.mode) : 0,
-      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      data: isSet(object.data) ? bytesFromBase64(object.data) : new Uint8Array(0),
       owner: isSet(object.owner) ? ChownOpt.fromJSON(object.owner) : undefined,
       timestamp: isSet(object.timestamp) ? BigInt(object.timestamp) : 0n,
     };
@@ -5747,7 +5747,7 @@ export const FileActionMkFile: MessageFns<FileActionMkFile> = {
     const message = createBaseFileActionMkFile();
     message.path = object.path ?? "";
     message.mode = object.mode ?? 0;
-    message.data = object.data ?? Buffer.alloc(0);
+    message.data = object.data ?? new Uint8Array(0);
     message.owner = (object.owner !== undefined && object.owner !== null)
       ? ChownOpt.fromPartial(object.owner)
       : undefined;
@@ -6850,11 +6850,20 @@ export const PassthroughOp: MessageFns<PassthroughOp> = {
 };
 
 function bytesFromBase64(b64: string): Uint8Array {
-  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+  const bin = globalThis.atob(b64);
+  const arr = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; ++i) {
+    arr[i] = bin.charCodeAt(i);
+  }
+  return arr;
 }
 
 function base64FromBytes(arr: Uint8Array): string {
-  return globalThis.Buffer.from(arr).toString("base64");
+  const bin: string[] = [];
+  arr.forEach((byte) => {
+    bin.push(globalThis.String.fromCharCode(byte));
+  });
+  return globalThis.btoa(bin.join(""));
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;

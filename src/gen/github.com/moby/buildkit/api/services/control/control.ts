@@ -228,21 +228,21 @@ export interface VertexLog {
     | undefined;
   /** 1 = stdout, 2 = stderr */
   stream: bigint;
-  msg: Buffer;
+  msg: Uint8Array;
 }
 
 export interface VertexWarning {
   vertex: string;
   level: bigint;
-  short: Buffer;
-  detail: Buffer[];
+  short: Uint8Array;
+  detail: Uint8Array[];
   url: string;
   info?: SourceInfo | undefined;
   ranges: Range[];
 }
 
 export interface BytesMessage {
-  data: Buffer;
+  data: Uint8Array;
 }
 
 export interface ListWorkersRequest {
@@ -3093,7 +3093,7 @@ export const VertexStatus: MessageFns<VertexStatus> = {
 };
 
 function createBaseVertexLog(): VertexLog {
-  return { vertex: "", timestamp: undefined, stream: 0n, msg: Buffer.alloc(0) };
+  return { vertex: "", timestamp: undefined, stream: 0n, msg: new Uint8Array(0) };
 }
 
 export const VertexLog: MessageFns<VertexLog> = {
@@ -3158,7 +3158,7 @@ export const VertexLog: MessageFns<VertexLog> = {
               break;
             }
 
-            message.msg = Buffer.from(reader.bytes());
+            message.msg = reader.bytes();
             continue;
           }
         }
@@ -3178,7 +3178,7 @@ export const VertexLog: MessageFns<VertexLog> = {
       vertex: isSet(object.vertex) ? globalThis.String(object.vertex) : "",
       timestamp: isSet(object.timestamp) ? fromJsonTimestamp(object.timestamp) : undefined,
       stream: isSet(object.stream) ? BigInt(object.stream) : 0n,
-      msg: isSet(object.msg) ? Buffer.from(bytesFromBase64(object.msg)) : Buffer.alloc(0),
+      msg: isSet(object.msg) ? bytesFromBase64(object.msg) : new Uint8Array(0),
     };
   },
 
@@ -3209,13 +3209,13 @@ export const VertexLog: MessageFns<VertexLog> = {
       ? Timestamp.fromPartial(object.timestamp)
       : undefined;
     message.stream = (object.stream !== undefined && object.stream !== null) ? BigInt(object.stream) : 0n;
-    message.msg = object.msg ?? Buffer.alloc(0);
+    message.msg = object.msg ?? new Uint8Array(0);
     return message;
   },
 };
 
 function createBaseVertexWarning(): VertexWarning {
-  return { vertex: "", level: 0n, short: Buffer.alloc(0), detail: [], url: "", info: undefined, ranges: [] };
+  return { vertex: "", level: 0n, short: new Uint8Array(0), detail: [], url: "", info: undefined, ranges: [] };
 }
 
 export const VertexWarning: MessageFns<VertexWarning> = {
@@ -3281,7 +3281,7 @@ export const VertexWarning: MessageFns<VertexWarning> = {
               break;
             }
 
-            message.short = Buffer.from(reader.bytes());
+            message.short = reader.bytes();
             continue;
           }
           case 4: {
@@ -3289,7 +3289,7 @@ export const VertexWarning: MessageFns<VertexWarning> = {
               break;
             }
 
-            message.detail.push(Buffer.from(reader.bytes()));
+            message.detail.push(reader.bytes());
             continue;
           }
           case 5: {
@@ -3332,10 +3332,8 @@ export const VertexWarning: MessageFns<VertexWarning> = {
     return {
       vertex: isSet(object.vertex) ? globalThis.String(object.vertex) : "",
       level: isSet(object.level) ? BigInt(object.level) : 0n,
-      short: isSet(object.short) ? Buffer.from(bytesFromBase64(object.short)) : Buffer.alloc(0),
-      detail: globalThis.Array.isArray(object?.detail)
-        ? object.detail.map((e: any) => Buffer.from(bytesFromBase64(e)))
-        : [],
+      short: isSet(object.short) ? bytesFromBase64(object.short) : new Uint8Array(0),
+      detail: globalThis.Array.isArray(object?.detail) ? object.detail.map((e: any) => bytesFromBase64(e)) : [],
       url: isSet(object.url) ? globalThis.String(object.url) : "",
       info: isSet(object.info) ? SourceInfo.fromJSON(object.info) : undefined,
       ranges: globalThis.Array.isArray(object?.ranges) ? object.ranges.map((e: any) => Range.fromJSON(e)) : [],
@@ -3375,7 +3373,7 @@ export const VertexWarning: MessageFns<VertexWarning> = {
     const message = createBaseVertexWarning();
     message.vertex = object.vertex ?? "";
     message.level = (object.level !== undefined && object.level !== null) ? BigInt(object.level) : 0n;
-    message.short = object.short ?? Buffer.alloc(0);
+    message.short = object.short ?? new Uint8Array(0);
     message.detail = object.detail?.map((e) => e) || [];
     message.url = object.url ?? "";
     message.info = (object.info !== undefined && object.info !== null)
@@ -3387,7 +3385,7 @@ export const VertexWarning: MessageFns<VertexWarning> = {
 };
 
 function createBaseBytesMessage(): BytesMessage {
-  return { data: Buffer.alloc(0) };
+  return { data: new Uint8Array(0) };
 }
 
 export const BytesMessage: MessageFns<BytesMessage> = {
@@ -3416,7 +3414,7 @@ export const BytesMessage: MessageFns<BytesMessage> = {
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = reader.bytes();
             continue;
           }
         }
@@ -3432,7 +3430,7 @@ export const BytesMessage: MessageFns<BytesMessage> = {
   },
 
   fromJSON(object: any): BytesMessage {
-    return { data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0) };
+    return { data: isSet(object.data) ? bytesFromBase64(object.data) : new Uint8Array(0) };
   },
 
   toJSON(message: BytesMessage): unknown {
@@ -3448,7 +3446,7 @@ export const BytesMessage: MessageFns<BytesMessage> = {
   },
   fromPartial<I extends Exact<DeepPartial<BytesMessage>, I>>(object: I): BytesMessage {
     const message = createBaseBytesMessage();
-    message.data = object.data ?? Buffer.alloc(0);
+    message.data = object.data ?? new Uint8Array(0);
     return message;
   },
 };
@@ -5395,11 +5393,20 @@ export const ControlDefinition = {
 } as const;
 
 function bytesFromBase64(b64: string): Uint8Array {
-  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+  const bin = globalThis.atob(b64);
+  const arr = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; ++i) {
+    arr[i] = bin.charCodeAt(i);
+  }
+  return arr;
 }
 
 function base64FromBytes(arr: Uint8Array): string {
-  return globalThis.Buffer.from(arr).toString("base64");
+  const bin: string[] = [];
+  arr.forEach((byte) => {
+    bin.push(globalThis.String.fromCharCode(byte));
+  });
+  return globalThis.btoa(bin.join(""));
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;

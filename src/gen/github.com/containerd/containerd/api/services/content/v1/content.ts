@@ -122,7 +122,7 @@ export interface ReadContentRequest {
 export interface ReadContentResponse {
   /** Position of `data` within the blob. */
   offset: bigint;
-  data: Buffer;
+  data: Uint8Array;
 }
 
 /** Progress of an ingest. */
@@ -160,7 +160,7 @@ export interface WriteContentRequest {
   /** Expected digest (empty = unknown). */
   expected: string;
   offset: bigint;
-  data: Buffer;
+  data: Uint8Array;
   /** Labels for the committed blob. */
   labels: { [key: string]: string };
 }
@@ -1051,7 +1051,7 @@ export const ReadContentRequest: MessageFns<ReadContentRequest> = {
 };
 
 function createBaseReadContentResponse(): ReadContentResponse {
-  return { offset: 0n, data: Buffer.alloc(0) };
+  return { offset: 0n, data: new Uint8Array(0) };
 }
 
 export const ReadContentResponse: MessageFns<ReadContentResponse> = {
@@ -1094,7 +1094,7 @@ export const ReadContentResponse: MessageFns<ReadContentResponse> = {
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = reader.bytes();
             continue;
           }
         }
@@ -1112,7 +1112,7 @@ export const ReadContentResponse: MessageFns<ReadContentResponse> = {
   fromJSON(object: any): ReadContentResponse {
     return {
       offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
-      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      data: isSet(object.data) ? bytesFromBase64(object.data) : new Uint8Array(0),
     };
   },
 
@@ -1133,7 +1133,7 @@ export const ReadContentResponse: MessageFns<ReadContentResponse> = {
   fromPartial<I extends Exact<DeepPartial<ReadContentResponse>, I>>(object: I): ReadContentResponse {
     const message = createBaseReadContentResponse();
     message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
-    message.data = object.data ?? Buffer.alloc(0);
+    message.data = object.data ?? new Uint8Array(0);
     return message;
   },
 };
@@ -1580,7 +1580,7 @@ export const ListStatusesResponse: MessageFns<ListStatusesResponse> = {
 };
 
 function createBaseWriteContentRequest(): WriteContentRequest {
-  return { action: 0, ref: "", total: 0n, expected: "", offset: 0n, data: Buffer.alloc(0), labels: {} };
+  return { action: 0, ref: "", total: 0n, expected: "", offset: 0n, data: new Uint8Array(0), labels: {} };
 }
 
 export const WriteContentRequest: MessageFns<WriteContentRequest> = {
@@ -1673,7 +1673,7 @@ export const WriteContentRequest: MessageFns<WriteContentRequest> = {
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = reader.bytes();
             continue;
           }
           case 7: {
@@ -1706,7 +1706,7 @@ export const WriteContentRequest: MessageFns<WriteContentRequest> = {
       total: isSet(object.total) ? BigInt(object.total) : 0n,
       expected: isSet(object.expected) ? globalThis.String(object.expected) : "",
       offset: isSet(object.offset) ? BigInt(object.offset) : 0n,
-      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      data: isSet(object.data) ? bytesFromBase64(object.data) : new Uint8Array(0),
       labels: isObject(object.labels)
         ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
           (acc: { [key: string]: string }, [key, value]: [string, any]) => {
@@ -1766,7 +1766,7 @@ export const WriteContentRequest: MessageFns<WriteContentRequest> = {
     message.total = (object.total !== undefined && object.total !== null) ? BigInt(object.total) : 0n;
     message.expected = object.expected ?? "";
     message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
-    message.data = object.data ?? Buffer.alloc(0);
+    message.data = object.data ?? new Uint8Array(0);
     message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
       (acc: { [key: string]: string }, [key, value]: [string, string]) => {
         if (value !== undefined) {
@@ -2191,11 +2191,20 @@ export const ContentDefinition = {
 } as const;
 
 function bytesFromBase64(b64: string): Uint8Array {
-  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+  const bin = globalThis.atob(b64);
+  const arr = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; ++i) {
+    arr[i] = bin.charCodeAt(i);
+  }
+  return arr;
 }
 
 function base64FromBytes(arr: Uint8Array): string {
-  return globalThis.Buffer.from(arr).toString("base64");
+  const bin: string[] = [];
+  arr.forEach((byte) => {
+    bin.push(globalThis.String.fromCharCode(byte));
+  });
+  return globalThis.btoa(bin.join(""));
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
