@@ -303,6 +303,26 @@ export class FrameSplitter {
   }
 }
 
+/** Reads a big-endian uint32. */
+export function readU32(buf: Uint8Array, off: number): number {
+  return (buf[off]! << 24 | buf[off + 1]! << 16 | buf[off + 2]! << 8 | buf[off + 3]!) >>> 0;
+}
+
+/** Writes a big-endian uint32. */
+export function writeU32(buf: Uint8Array, off: number, v: number): void {
+  buf[off] = (v >>> 24) & 0xff;
+  buf[off + 1] = (v >>> 16) & 0xff;
+  buf[off + 2] = (v >>> 8) & 0xff;
+  buf[off + 3] = v & 0xff;
+}
+
+/** Whether two byte arrays hold the same bytes. */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Concatenates byte arrays. */
 export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   let n = 0;

@@ -2,7 +2,6 @@
 // what it writes, how it commits, and that failures leave the destination untouched.
 
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import type { ServerCall } from "./grpc_server.ts";
 import { fileSendHandler } from "./filesync_receive.ts";
@@ -51,15 +50,15 @@ function scriptedCall(
     chunkSize?: number;
   } = {},
 ): { call: ServerCall; requested: number[]; finReceived: () => boolean } {
-  const queue: (Buffer | null)[] = [];
-  const deferred: Buffer[] = [];
+  const queue: (Uint8Array | null)[] = [];
+  const deferred: Uint8Array[] = [];
   let waiter: (() => void) | undefined;
-  const push = (b: Buffer | null) => {
+  const push = (b: Uint8Array | null) => {
     queue.push(b);
     waiter?.();
     waiter = undefined;
   };
-  const unframe = (b: Buffer) => b.subarray(5);
+  const unframe = (b: Uint8Array) => b.subarray(5);
   for (const e of entries) push(unframe(statPacket(stat(e))));
   if (opts.failAfterStats) {
     push(unframe(controlPacket(PacketType.ERR, 0, new TextEncoder().encode(opts.failAfterStats))));
@@ -81,12 +80,12 @@ function scriptedCall(
       return queue.shift()!;
     },
     send: () => Promise.resolve(),
-    sendFramed(buf: Buffer) {
+    sendFramed(buf: Uint8Array) {
       const p = decodePacket(buf.subarray(5));
       if (p.type === PacketType.REQ) {
         requested.push(p.id);
         const content = new TextEncoder().encode(entries[p.id]!.content ?? "");
-        const send = opts.dataAfterStats ? (b: Buffer) => deferred.push(b) : push;
+        const send = opts.dataAfterStats ? (b: Uint8Array) => deferred.push(b) : push;
         // Two DATA packets (or chunkSize ones) when there is content, then the empty EOF packet.
         const size = opts.chunkSize ?? Math.max(1, Math.ceil(content.length / 2));
         for (let off = 0; off < content.length; off += size) {
@@ -99,7 +98,7 @@ function scriptedCall(
       }
       return Promise.resolve();
     },
-    sendFramedTracked(buf: Buffer) {
+    sendFramedTracked(buf: Uint8Array) {
       return { ready: this.sendFramed(buf), flushed: Promise.resolve() };
     },
   };
@@ -322,7 +321,7 @@ Deno.test("FileSend type=local: escaping paths and dangling hard links are refus
 
 Deno.test("FileSend stream target: raw bytes in order, then OK; undefined means ALREADY_EXISTS", async () => {
   const chunks = ["first ", "second ", "third"];
-  const queue: (Buffer | null)[] = [
+  const queue: (Uint8Array | null)[] = [
     ...chunks.map((c) => encodeBytesMessage(new TextEncoder().encode(c))),
     null,
   ];

@@ -8,7 +8,6 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
 import { GrpcStatusError, type Handler, type ServerCall, Status } from "./grpc_server.ts";
 import {
   canRequestData,
@@ -210,7 +209,7 @@ async function sendDiffCopy(
    * waits to be copied into HTTP/2 frames; each is reused once copied.
    */
   interface Slot {
-    buf: Buffer | undefined;
+    buf: Uint8Array | undefined;
     copied: Promise<void>;
   }
 
@@ -227,7 +226,7 @@ async function sendDiffCopy(
           if (failure !== undefined) throw failure;
           const slot = slots[k]!;
           await slot.copied;
-          const buf = slot.buf ??= Buffer.allocUnsafe(DATA_OFFSET + chunkSize);
+          const buf = slot.buf ??= new Uint8Array(DATA_OFFSET + chunkSize);
           const n = await file.read(buf.subarray(DATA_OFFSET));
           if (n === null || n === 0) break;
           total += n;
@@ -245,7 +244,7 @@ async function sendDiffCopy(
     } finally {
       file?.close();
     }
-    await call.sendFramed(frameDataInPlace(Buffer.allocUnsafe(DATA_OFFSET), id, 0));
+    await call.sendFramed(frameDataInPlace(new Uint8Array(DATA_OFFSET), id, 0));
   };
 
   const worker = async () => {

@@ -6,7 +6,6 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Stat } from "../gen/github.com/tonistiigi/fsutil/types/stat.ts";
 import { readVarint, varintSize, writeVarint } from "./tunnel.ts";
@@ -106,25 +105,25 @@ export function isSymlinkMode(mode: number): boolean {
 export const GRPC_PREFIX = 5;
 
 /** A packet encoded after 5 reserved bytes, ready for `ServerCall.sendFramed`. */
-function framed(encode: (w: BinaryWriter) => void): Buffer {
+function framed(encode: (w: BinaryWriter) => void): Uint8Array {
   const w = new BinaryWriter();
   encode(w);
   const body = w.finish();
-  const out = Buffer.allocUnsafe(GRPC_PREFIX + body.length);
+  const out = new Uint8Array(GRPC_PREFIX + body.length);
   out.set(body, GRPC_PREFIX);
   return out;
 }
 
 /** STAT packet (framed). `stat` undefined = end of the STAT list (empty message). */
-export function statPacket(stat: Stat | undefined): Buffer {
-  if (!stat) return Buffer.alloc(GRPC_PREFIX);
+export function statPacket(stat: Stat | undefined): Uint8Array {
+  if (!stat) return new Uint8Array(GRPC_PREFIX);
   return framed((w) => {
     Stat.encode(stat, w.uint32(18).fork()).join();
   });
 }
 
 /** REQ / FIN / ERR / empty DATA packets (framed). */
-export function controlPacket(type: number, id = 0, data?: Uint8Array): Buffer {
+export function controlPacket(type: number, id = 0, data?: Uint8Array): Uint8Array {
   return framed((w) => {
     if (type !== 0) w.uint32(8).int32(type);
     if (id !== 0) w.uint32(24).uint32(id);
@@ -143,7 +142,7 @@ export const DATA_HEADER_MAX = 14;
 export const DATA_OFFSET = GRPC_PREFIX + DATA_HEADER_MAX;
 
 /** Returns the framed DATA packet whose payload sits at `buf[DATA_OFFSET..+n)`. */
-export function frameDataInPlace(buf: Buffer, id: number, n: number): Buffer {
+export function frameDataInPlace(buf: Uint8Array, id: number, n: number): Uint8Array {
   const headerLen = 2 + (id !== 0 ? 1 + varintSize(id) : 0) + (n > 0 ? 1 + varintSize(n) : 0);
   const start = DATA_OFFSET - headerLen;
   let pos = start;
@@ -165,13 +164,13 @@ export interface WirePacket {
   type: number;
   id: number;
   stat: Stat | undefined;
-  data: Buffer;
+  data: Uint8Array;
 }
 
-const EMPTY = Buffer.alloc(0);
+const EMPTY = new Uint8Array(0);
 
 /** Decodes an fsutil `Packet` without copying `data`. */
-export function decodePacket(buf: Buffer): WirePacket {
+export function decodePacket(buf: Uint8Array): WirePacket {
   const p: WirePacket = { type: 0, id: 0, stat: undefined, data: EMPTY };
   let pos = 0;
   while (pos < buf.length) {

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
+import { readU32, writeU32 } from "../launcher/h2_frames.ts";
 import { GrpcCode } from "../client/grpc.ts";
 import {
   allocBuffer,
@@ -48,19 +48,19 @@ export interface ServerCall {
   /** Aborted when the client cancels the call or the connection goes away. */
   readonly signal: AbortSignal;
   /** The next request message, or `null` once the client has half-closed. */
-  recv(): Promise<Buffer | null>;
+  recv(): Promise<Uint8Array | null>;
   /** Sends one response message. Resolves when it may be followed by more (backpressure). */
   send(message: Uint8Array): Promise<void>;
   /**
    * Sends one response message whose first 5 bytes are reserved for the gRPC
    * prefix (filled in here): avoids a copy for large messages.
    */
-  sendFramed(frame: Buffer): Promise<void>;
+  sendFramed(frame: Uint8Array): Promise<void>;
   /**
    * Like {@linkcode ServerCall.sendFramed}, and also reports when the stream
    * is done with `frame` (so that its memory can be reused).
    */
-  sendFramedTracked(frame: Buffer): { ready: Promise<void>; flushed: Promise<void> };
+  sendFramedTracked(frame: Uint8Array): { ready: Promise<void>; flushed: Promise<void> };
 }
 
 /** A method handler: resolving ends the call with OK; throwing ends it with an error status. */
@@ -140,7 +140,7 @@ function handleStream(stream: H2Stream, handlers: ReadonlyMap<string, Handler>):
   const reader = new MessageReader(stream);
 
   /** Writes one framed message; `flushed` settles once `buf` may be reused. */
-  const write = (buf: Buffer): { ready: Promise<void>; flushed: Promise<void> } => {
+  const write = (buf: Uint8Array): { ready: Promise<void>; flushed: Promise<void> } => {
     if (finished) {
       return {
         ready: Promise.reject(new GrpcStatusError(Status.CANCELLED, "call already finished")),
@@ -155,9 +155,9 @@ function handleStream(stream: H2Stream, handlers: ReadonlyMap<string, Handler>):
     return { ready: ready.catch(() => Promise.reject(cancelled(stream))), flushed: copied };
   };
 
-  const frame = (buf: Buffer): Buffer => {
+  const frame = (buf: Uint8Array): Uint8Array => {
     buf[0] = 0;
-    buf.writeUInt32BE(buf.length - 5, 1);
+    writeU32(buf, 1, buf.length - 5);
     return buf;
   };
 
@@ -167,14 +167,14 @@ function handleStream(stream: H2Stream, handlers: ReadonlyMap<string, Handler>):
     signal: stream.signal,
     recv: () => reader.next(),
     send(message: Uint8Array) {
-      const buf = Buffer.allocUnsafe(5 + message.length);
+      const buf = new Uint8Array(5 + message.length);
       buf.set(message, 5);
       return write(frame(buf)).ready;
     },
-    sendFramed(buf: Buffer) {
+    sendFramed(buf: Uint8Array) {
       return write(frame(buf)).ready;
     },
-    sendFramedTracked(buf: Buffer) {
+    sendFramedTracked(buf: Uint8Array) {
       return write(frame(buf));
     },
   };
@@ -211,7 +211,7 @@ export function encodeGrpcMessage(message: string): string {
 /** Splits the request byte stream into gRPC messages. */
 class MessageReader {
   #stream: H2Stream;
-  #chunks: Buffer[] = [];
+  #chunks: Uint8Array[] = [];
   #buffered = 0;
   #ended = false;
 
@@ -220,7 +220,7 @@ class MessageReader {
   }
 
   /** Takes `n` bytes from the front of the buffer (n <= buffered). */
-  #take(n: number): Buffer {
+  #take(n: number): Uint8Array {
     const first = this.#chunks[0]!;
     if (first.length >= n) {
       const out = first.subarray(0, n);
@@ -255,9 +255,8 @@ class MessageReader {
           this.#ended = true;
           return false;
         }
-        const b = Buffer.from(c.buffer, c.byteOffset, c.byteLength);
-        this.#chunks.push(b);
-        this.#buffered += b.length;
+        this.#chunks.push(c);
+        this.#buffered += c.length;
         return true;
       },
       (err) => {
@@ -269,7 +268,7 @@ class MessageReader {
   }
 
   /** The next message, or `null` once the client has half-closed. */
-  async next(): Promise<Buffer | null> {
+  async next(): Promise<Uint8Array | null> {
     for (;;) {
       if (this.#buffered >= 5) {
         if (this.#chunks[0]!.length < 5) this.#chunks = [joinChunks(this.#chunks, this.#buffered)];
@@ -277,10 +276,10 @@ class MessageReader {
         if (head[0] !== 0) {
           throw new GrpcStatusError(Status.UNIMPLEMENTED, "compressed messages are not supported");
         }
-        const len = head.readUInt32BE(1);
+        const len = readU32(head, 1);
         if (this.#buffered >= 5 + len) {
           this.#take(5);
-          return len === 0 ? Buffer.alloc(0) : this.#take(len);
+          return len === 0 ? new Uint8Array(0) : this.#take(len);
         }
       }
       if (this.#ended) {

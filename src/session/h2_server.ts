@@ -15,9 +15,17 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
 import { encodeHeaders, HpackDecoder } from "../launcher/hpack.ts";
-import { Flag as F, FrameType as T, H2Code, PREFACE } from "../launcher/h2_frames.ts";
+import {
+  bytesEqual,
+  concatBytes,
+  Flag as F,
+  FrameType as T,
+  H2Code,
+  PREFACE,
+  readU32,
+  writeU32,
+} from "../launcher/h2_frames.ts";
 
 /** Requests up to this size are carved out of a shared slab. */
 const SLAB_MAX_ITEM = 64 << 10;
@@ -27,31 +35,26 @@ let slab: ArrayBuffer | undefined;
 let slabOffset = 0;
 
 /**
- * A Buffer of `n` bytes for data about to be copied in (its contents are
- * unspecified). In Deno, `Buffer.allocUnsafe` of large sizes costs more than
- * a plain (zeroed) `Uint8Array` wrapped as a Buffer, and every allocation
- * of a separate ArrayBuffer is costly on the data path (tens of thousands of
- * message-sized copies per transfer): small requests are therefore
- * carved one after the other out of a shared 256 KiB slab, which is freed
- * once none of its pieces is referenced.
+ * `n` bytes for data about to be copied in (its contents are unspecified).
+ * Every allocation of a separate ArrayBuffer is costly on the data path
+ * (tens of thousands of message-sized copies per transfer): small requests
+ * are therefore carved one after the other out of a shared 256 KiB slab,
+ * which is freed once none of its pieces is referenced.
  */
-export function allocBuffer(n: number): Buffer {
-  if (n > SLAB_MAX_ITEM) {
-    const u = new Uint8Array(n);
-    return Buffer.from(u.buffer, 0, n);
-  }
+export function allocBuffer(n: number): Uint8Array {
+  if (n > SLAB_MAX_ITEM) return new Uint8Array(n);
   if (!slab || slabOffset + n > SLAB_SIZE) {
     slab = new ArrayBuffer(SLAB_SIZE);
     slabOffset = 0;
   }
-  const out = Buffer.from(slab, slabOffset, n);
+  const out = new Uint8Array(slab, slabOffset, n);
   // Keep pieces 8-byte aligned.
   slabOffset += (n + 7) & ~7;
   return out;
 }
 
-/** Joins `chunks` (of `total` bytes) into one new Buffer. */
-export function joinChunks(chunks: readonly Uint8Array[], total: number): Buffer {
+/** Joins `chunks` (of `total` bytes) into one new array. */
+export function joinChunks(chunks: readonly Uint8Array[], total: number): Uint8Array {
   const out = allocBuffer(total);
   let off = 0;
   for (const c of chunks) {
@@ -60,6 +63,8 @@ export function joinChunks(chunks: readonly Uint8Array[], total: number): Buffer
   }
   return out;
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** HTTP/2 error codes (shared with the gatekeeper's frame layer). */
 export const H2Error = H2Code;
@@ -78,7 +83,7 @@ export interface H2Options {
    * buffer with `headroom` free bytes in front of the payload and returns
    * what to write.
    */
-  envelope?: { headroom: number; seal(buf: Buffer, payloadLength: number): Buffer };
+  envelope?: { headroom: number; seal(buf: Uint8Array, payloadLength: number): Uint8Array };
 }
 
 /**
@@ -87,7 +92,7 @@ export interface H2Options {
  * `node:stream`) both fit.
  */
 export interface ByteStream {
-  on(event: "data", fn: (chunk: Buffer) => void): unknown;
+  on(event: "data", fn: (chunk: Uint8Array) => void): unknown;
   on(event: "end" | "close" | "drain", fn: () => void): unknown;
   on(event: "error", fn: (err: Error) => void): unknown;
   /** Returns false when the caller should wait for `drain`. */
@@ -276,7 +281,7 @@ export class H2Connection {
   #decoder = new HpackDecoder();
   #streams = new Map<number, H2Stream>();
   #lastStreamId = 0;
-  #inbuf: Buffer[] = [];
+  #inbuf: Uint8Array[] = [];
   #inlen = 0;
   #prefaceSeen = false;
   #headerBlock: { streamId: number; endStream: boolean; parts: Uint8Array[] } | undefined;
@@ -285,7 +290,7 @@ export class H2Connection {
   #peerMaxFrame = 16384;
   #peerInitialWindow = 65535;
   #connSendWindow = 65535;
-  #urgent: Buffer[] = [];
+  #urgent: Uint8Array[] = [];
   #ready = new Set<H2Stream>();
   #flushScheduled = false;
   #blockedOnTransport = false;
@@ -312,7 +317,7 @@ export class H2Connection {
     this.#envelope = opts.envelope;
     this.closed = new Promise<void>((r) => this.#resolveClosed = r);
 
-    transport.on("data", (chunk: Buffer) => this.#onData(chunk));
+    transport.on("data", (chunk: Uint8Array) => this.#onData(chunk));
     transport.on("end", () => this.#terminate(new Error("connection closed by the peer")));
     transport.on("close", () => this.#terminate(new Error("connection closed")));
     transport.on("error", (err: Error) => this.#terminate(err));
@@ -322,13 +327,13 @@ export class H2Connection {
     });
 
     // Our SETTINGS, then a bigger connection receive window.
-    const settings = Buffer.alloc(18);
-    settings.writeUInt16BE(0x3, 0); // MAX_CONCURRENT_STREAMS
-    settings.writeUInt32BE(1000, 2);
-    settings.writeUInt16BE(0x4, 6); // INITIAL_WINDOW_SIZE
-    settings.writeUInt32BE(this.#streamWindow, 8);
-    settings.writeUInt16BE(0x5, 12); // MAX_FRAME_SIZE
-    settings.writeUInt32BE(1 << 20, 14);
+    const settings = new Uint8Array(18);
+    settings[1] = 0x3; // MAX_CONCURRENT_STREAMS
+    writeU32(settings, 2, 1000);
+    settings[7] = 0x4; // INITIAL_WINDOW_SIZE
+    writeU32(settings, 8, this.#streamWindow);
+    settings[13] = 0x5; // MAX_FRAME_SIZE
+    writeU32(settings, 14, 1 << 20);
     this.#urgent.push(frame(T.SETTINGS, 0, 0, settings));
     if (this.#connWindow > 65535) this.#urgent.push(windowUpdate(0, this.#connWindow - 65535));
     this.#scheduleFlush();
@@ -337,9 +342,9 @@ export class H2Connection {
   /** Sends GOAWAY and ends the transport. */
   close(): void {
     if (this.#ended) return;
-    const payload = Buffer.alloc(8);
-    payload.writeUInt32BE(this.#lastStreamId & 0x7fffffff, 0);
-    payload.writeUInt32BE(H2Error.NO_ERROR, 4);
+    const payload = new Uint8Array(8);
+    writeU32(payload, 0, this.#lastStreamId & 0x7fffffff);
+    writeU32(payload, 4, H2Error.NO_ERROR);
     this.#urgent.push(frame(T.GOAWAY, 0, 0, payload));
     this.#flush();
     this.#terminate(new Error("connection closed"));
@@ -362,8 +367,8 @@ export class H2Connection {
 
   /** @internal */
   sendRst(id: number, code: number): void {
-    const p = Buffer.alloc(4);
-    p.writeUInt32BE(code, 0);
+    const p = new Uint8Array(4);
+    writeU32(p, 0, code);
     this.#urgent.push(frame(T.RST_STREAM, 0, id, p));
     this.#scheduleFlush();
   }
@@ -398,10 +403,11 @@ export class H2Connection {
   }
 
   #connectionError(code: number, message: string): void {
-    const payload = Buffer.alloc(8 + Buffer.byteLength(message));
-    payload.writeUInt32BE(this.#lastStreamId & 0x7fffffff, 0);
-    payload.writeUInt32BE(code, 4);
-    payload.write(message, 8);
+    const text = new TextEncoder().encode(message);
+    const payload = new Uint8Array(8 + text.length);
+    writeU32(payload, 0, this.#lastStreamId & 0x7fffffff);
+    writeU32(payload, 4, code);
+    payload.set(text, 8);
     this.#urgent.push(frame(T.GOAWAY, 0, 0, payload));
     this.#flush();
     this.#terminate(new Error(`HTTP/2 protocol error: ${message}`));
@@ -410,7 +416,7 @@ export class H2Connection {
 
   // ------------------------------------------------------------------ input
 
-  #onData(chunk: Buffer): void {
+  #onData(chunk: Uint8Array): void {
     if (this.#ended) return;
     this.#inbuf.push(chunk);
     this.#inlen += chunk.length;
@@ -421,9 +427,9 @@ export class H2Connection {
     }
   }
 
-  #take(n: number): Buffer {
+  #take(n: number): Uint8Array {
     const first = this.#inbuf[0]!;
-    let out: Buffer;
+    let out: Uint8Array;
     if (first.length >= n) {
       out = first.subarray(0, n);
       if (first.length === n) this.#inbuf.shift();
@@ -450,8 +456,8 @@ export class H2Connection {
   }
 
   /** Takes `n` bytes (n <= buffered) as views of the input chunks. */
-  #takePieces(n: number): Buffer[] {
-    const out: Buffer[] = [];
+  #takePieces(n: number): Uint8Array[] {
+    const out: Uint8Array[] = [];
     let left = n;
     while (left > 0) {
       const c = this.#inbuf[0]!;
@@ -469,7 +475,7 @@ export class H2Connection {
     return out;
   }
 
-  #peek(n: number): Buffer {
+  #peek(n: number): Uint8Array {
     if (this.#inbuf[0]!.length >= n) return this.#inbuf[0]!;
     // Join just enough leading chunks to hold n bytes.
     let count = 0;
@@ -484,7 +490,7 @@ export class H2Connection {
     if (!this.#prefaceSeen) {
       if (this.#inlen < PREFACE.length) return;
       const p = this.#take(PREFACE.length);
-      if (!p.equals(PREFACE)) throw new Error("bad connection preface");
+      if (!bytesEqual(p, PREFACE)) throw new Error("bad connection preface");
       this.#prefaceSeen = true;
     }
     while (!this.#ended && this.#inlen >= 9) {
@@ -493,7 +499,7 @@ export class H2Connection {
       if (this.#inlen < 9 + len) return;
       const type = h[3]!;
       const flags = h[4]!;
-      const streamId = h.readUInt32BE(5) & 0x7fffffff;
+      const streamId = readU32(h, 5) & 0x7fffffff;
       this.#take(9);
       if (
         type === T.DATA && !(flags & F.PADDED) && !this.#headerBlock && len > 0 &&
@@ -503,20 +509,20 @@ export class H2Connection {
         this.#onDataPieces(flags, streamId, this.#takePieces(len), len);
         continue;
       }
-      const payload = len > 0 ? this.#take(len) : Buffer.alloc(0);
+      const payload = len > 0 ? this.#take(len) : EMPTY;
       this.#onFrame(type, flags, streamId, payload);
     }
   }
 
-  #onFrame(type: number, flags: number, id: number, payload: Buffer): void {
+  #onFrame(type: number, flags: number, id: number, payload: Uint8Array): void {
     if (this.#headerBlock && type !== T.CONTINUATION) throw new Error("expected CONTINUATION");
     switch (type) {
       case T.SETTINGS:
         if (flags & F.ACK) return;
         if (payload.length % 6 !== 0) throw new Error("bad SETTINGS length");
         for (let i = 0; i < payload.length; i += 6) {
-          const key = payload.readUInt16BE(i);
-          const value = payload.readUInt32BE(i + 2);
+          const key = (payload[i]! << 8) | payload[i + 1]!;
+          const value = readU32(payload, i + 2);
           if (key === 0x4) {
             const delta = value - this.#peerInitialWindow;
             this.#peerInitialWindow = value;
@@ -525,17 +531,17 @@ export class H2Connection {
             this.#peerMaxFrame = Math.max(16384, Math.min(value, 16777215));
           }
         }
-        this.#urgent.push(frame(T.SETTINGS, F.ACK, 0, Buffer.alloc(0)));
+        this.#urgent.push(frame(T.SETTINGS, F.ACK, 0, EMPTY));
         this.#readyAll();
         return;
       case T.PING:
         if (!(flags & F.ACK)) {
-          this.#urgent.push(frame(T.PING, F.ACK, 0, Buffer.from(payload)));
+          this.#urgent.push(frame(T.PING, F.ACK, 0, payload));
           this.#scheduleFlush();
         }
         return;
       case T.WINDOW_UPDATE: {
-        const inc = payload.readUInt32BE(0) & 0x7fffffff;
+        const inc = readU32(payload, 0) & 0x7fffffff;
         if (id === 0) {
           this.#connSendWindow += inc;
           this.#readyAll();
@@ -580,7 +586,7 @@ export class H2Connection {
       case T.RST_STREAM: {
         const s = this.#streams.get(id);
         if (s) {
-          s.abort(new Error(`stream cancelled by the peer (code ${payload.readUInt32BE(0)})`));
+          s.abort(new Error(`stream cancelled by the peer (code ${readU32(payload, 0)})`));
           this.#streams.delete(id);
         }
         return;
@@ -596,7 +602,7 @@ export class H2Connection {
   #onDataPieces(
     flags: number,
     id: number,
-    pieces: readonly Buffer[],
+    pieces: readonly Uint8Array[],
     frameLength: number,
     padding = 0,
   ): void {
@@ -619,7 +625,7 @@ export class H2Connection {
   #endHeaders(): void {
     const hb = this.#headerBlock!;
     this.#headerBlock = undefined;
-    const block = hb.parts.length === 1 ? hb.parts[0]! : Buffer.concat(hb.parts);
+    const block = hb.parts.length === 1 ? hb.parts[0]! : concatBytes(hb.parts);
     let headers: [string, string][];
     try {
       headers = this.#decoder.decode(block);
@@ -739,24 +745,30 @@ export class H2Connection {
   }
 }
 
-function frameHeader(type: number, flags: number, id: number, len: number): Buffer {
-  const h = Buffer.allocUnsafe(9);
+function frameHeader(type: number, flags: number, id: number, len: number): Uint8Array {
+  const h = new Uint8Array(9);
+  writeFrameHeader(h, type, flags, id, len);
+  return h;
+}
+
+function frame(type: number, flags: number, id: number, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(9 + payload.length);
+  writeFrameHeader(out, type, flags, id, payload.length);
+  out.set(payload, 9);
+  return out;
+}
+
+function windowUpdate(id: number, inc: number): Uint8Array {
+  const p = new Uint8Array(4);
+  writeU32(p, 0, inc & 0x7fffffff);
+  return frame(T.WINDOW_UPDATE, 0, id, p);
+}
+
+function writeFrameHeader(h: Uint8Array, type: number, flags: number, id: number, len: number) {
   h[0] = (len >>> 16) & 0xff;
   h[1] = (len >>> 8) & 0xff;
   h[2] = len & 0xff;
   h[3] = type;
   h[4] = flags;
-  h.writeUInt32BE(id & 0x7fffffff, 5);
-  return h;
-}
-
-function frame(type: number, flags: number, id: number, payload: Uint8Array): Buffer {
-  const h = frameHeader(type, flags, id, payload.length);
-  return Buffer.concat([h, payload]);
-}
-
-function windowUpdate(id: number, inc: number): Buffer {
-  const p = Buffer.allocUnsafe(4);
-  p.writeUInt32BE(inc & 0x7fffffff, 0);
-  return frame(T.WINDOW_UPDATE, 0, id, p);
+  writeU32(h, 5, id & 0x7fffffff);
 }

@@ -5,7 +5,6 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
 import { GrpcStatusError, type Handler, Status } from "./grpc_server.ts";
 import {
   GetSecretRequest,
@@ -56,6 +55,6 @@ export function secretsHandler(secrets: ReadonlyMap<string, SecretSource>): Hand
     const source = secrets.get(req.ID);
     if (!source) throw new GrpcStatusError(Status.NOT_FOUND, "not found");
     const data = await readSecret(req.ID, source);
-    await call.send(GetSecretResponse.encode({ data: Buffer.from(data) }).finish());
+    await call.send(GetSecretResponse.encode({ data }).finish());
   };
 }

@@ -10,7 +10,6 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
 import type { BuildkitClient, CallStatus, ClientCall, HeaderList } from "../client/mod.ts";
 
 /** Buffers that already are encoded BytesMessages (made by {@linkcode tunnelEnvelope}). */
@@ -23,7 +22,7 @@ const sealed = new WeakSet<Uint8Array>();
  */
 export const tunnelEnvelope = {
   headroom: 6,
-  seal(buf: Buffer, payloadLength: number): Buffer {
+  seal(buf: Uint8Array, payloadLength: number): Uint8Array {
     const hlen = 1 + varintSize(payloadLength);
     const start = 6 - hlen;
     buf[start] = 0x0a;
@@ -38,10 +37,10 @@ export const tunnelEnvelope = {
 const MAX_OUT_MESSAGE = 4 << 20;
 
 /** Encodes `BytesMessage{data}`: tag 0x0a, varint length, bytes. */
-export function encodeBytesMessage(data: Uint8Array): Buffer {
+export function encodeBytesMessage(data: Uint8Array): Uint8Array {
   const n = data.length;
   const lenBytes = varintSize(n);
-  const out = Buffer.allocUnsafe(1 + lenBytes + n);
+  const out = new Uint8Array(1 + lenBytes + n);
   out[0] = 0x0a;
   let pos = writeVarint(out, 1, n);
   out.set(data, pos);
@@ -50,10 +49,10 @@ export function encodeBytesMessage(data: Uint8Array): Buffer {
 }
 
 /** Decodes a `BytesMessage`, returning a view of its `data` (no copy). */
-export function decodeBytesMessage(bytes: Uint8Array): Buffer {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+export function decodeBytesMessage(bytes: Uint8Array): Uint8Array {
+  const buf = bytes;
   let pos = 0;
-  let data: Buffer = EMPTY;
+  let data: Uint8Array = EMPTY;
   while (pos < buf.length) {
     const [tag, p1] = readVarint(buf, pos);
     pos = p1;
@@ -76,7 +75,7 @@ export function decodeBytesMessage(bytes: Uint8Array): Buffer {
   return data;
 }
 
-const EMPTY = Buffer.alloc(0);
+const EMPTY = new Uint8Array(0);
 
 /** Size of `n` as a protobuf varint (n < 2^53). */
 export function varintSize(n: number): number {
@@ -145,7 +144,7 @@ export class TunnelStream {
     this.#call = call;
   }
 
-  /** Adds a listener: `data` (Buffer), `end`, `error` (Error), `close`, `drain`. */
+  /** Adds a listener: `data` (Uint8Array), `end`, `error` (Error), `close`, `drain`. */
   on(event: string, fn: (arg: never) => void): this {
     const list = this.#listeners.get(event) ?? [];
     list.push(fn as Listener);

@@ -18,7 +18,6 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
 import { dirname } from "../../path.ts";
 import { BuildctlError } from "../../errors.ts";
 import type { LogEntry } from "../format/logrus.ts";
@@ -281,7 +280,7 @@ function decodeImageDescriptor(b64: string) {
       `illegal base64 data at input byte ${bad >= 0 ? bad : b64.length}`,
     );
   }
-  const text = Buffer.from(b64, "base64").toString("utf8");
+  const text = new TextDecoder().decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
   try {
     return parseDescriptorJson(text);
   } catch (err) {
