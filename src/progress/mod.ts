@@ -19,6 +19,7 @@
  */
 
 import { ByteBuffer, type ByteWriter, SerialWriter } from "./_sink.ts";
+import { after } from "../timer.ts";
 import { ProgressModel, type StatusResponse, TimeShifter, type VertexWarning } from "./model.ts";
 import { PlainPrinter } from "./plain.ts";
 import { encodeSolveStatus } from "./rawjson.ts";
@@ -221,7 +222,10 @@ class LiveDisplay implements Display {
   #displayMs: number;
   #tickMs: number;
   #lastRefresh = -Infinity;
-  #timer: ReturnType<typeof setInterval> | undefined = undefined;
+  /** Cancels the pending tick; one timer at a time, re-armed as needed. */
+  #cancelTick: (() => void) | undefined;
+  /** When the next tick is due (performance.now()): `#tickMs` after the last update or tick. */
+  #tickDue = 0;
   #closed = false;
 
   constructor(mode: "plain" | "tty", deps: LiveDisplayDeps) {
@@ -301,21 +305,33 @@ class LiveDisplay implements Display {
     if (this.#buf.size > 0) this.#deps.writer.push(this.#buf.take());
   }
 
+  /**
+   * Refreshes every `#tickMs` without updates (running steps' timers move).
+   * An update only moves the due time; the one pending timer re-arms
+   * itself when it fires early. (Not setInterval: see `timer.ts`. A pending
+   * tick keeps the process alive until `close()`, which every caller runs.)
+   */
   #resetTicker(): void {
-    this.#stopTicker();
     if (this.#tickMs <= 0) return;
-    const timer = setInterval(() => this.#refresh(), this.#tickMs);
-    this.#timer = timer;
-    try {
-      Deno.unrefTimer(timer);
-    } catch {
-      // not in Deno: keep the timer referenced
-    }
+    this.#tickDue = performance.now() + this.#tickMs;
+    if (!this.#cancelTick) this.#armTicker(this.#tickMs);
+  }
+
+  #armTicker(ms: number): void {
+    this.#cancelTick = after(ms, () => {
+      this.#cancelTick = undefined;
+      if (this.#closed) return;
+      const left = this.#tickDue - performance.now();
+      if (left > 1) return this.#armTicker(left);
+      this.#refresh();
+      this.#tickDue = performance.now() + this.#tickMs;
+      this.#armTicker(this.#tickMs);
+    });
   }
 
   #stopTicker(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#cancelTick?.();
+    this.#cancelTick = undefined;
   }
 }
 
