@@ -183,3 +183,29 @@ Deno.test("progressBar() fills proportionally", () => {
   assert.equal(progressBar(100n, 100n, 12), "[==========]");
   assert.equal(progressBar(200n, 100n, 12), "[==========]");
 });
+
+Deno.test("tty redraws a running step while no update arrives, and stops at close", async () => {
+  const out = new Capture();
+  let t = T0;
+  const d = createDisplay("tty", {
+    out,
+    isTerminal: true,
+    env: { TTY_DISPLAY_RATE: "20" },
+    now: () => t,
+    consoleSize: () => ({ columns: 80, rows: 30 }),
+  });
+  d.update(BASIC[0]!);
+  const afterUpdate = out.chunks.length;
+  // Ticks move the step's timer: the clock advances between them.
+  for (let i = 0; i < 10; i++) {
+    t += 100;
+    await new Promise((r) => setTimeout(r, 15));
+  }
+  const ticks = out.chunks.length - afterUpdate;
+  assert.ok(ticks >= 2, `expected redraws between updates, got ${ticks}`);
+  assert.match(visibleLines(out.text()).join("\n"), /[1-9]\.\ds/);
+  await d.close();
+  const closed = out.chunks.length;
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal(out.chunks.length, closed, "a tick after close");
+});
