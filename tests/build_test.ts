@@ -12,7 +12,8 @@ import { buildctlCommand, runBuildctl, type RunResult, runUpstream } from "./_ut
 import { TEST_PATH } from "./_util/paths.ts";
 import { busyboxArgs } from "./_util/busybox.ts";
 import { describeTree, tarMembers } from "./_util/tree.ts";
-import { Definition, Op } from "../src/gen/github.com/moby/buildkit/solver/pb/ops.ts";
+import { Definition } from "../src/gen/github.com/moby/buildkit/solver/pb/graph.ts";
+import { Op } from "../src/gen/github.com/moby/buildkit/solver/pb/ops.ts";
 
 /** A context with nested dirs, symlinks, hard links, an empty dir, exec bits, unicode names and a .dockerignore. */
 async function makeContext(): Promise<string> {

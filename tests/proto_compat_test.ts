@@ -12,7 +12,8 @@ import {
   SolveRequest,
   StatusResponse,
 } from "../src/gen/github.com/moby/buildkit/api/services/control/control.ts";
-import { Definition, Op, OpMetadata } from "../src/gen/github.com/moby/buildkit/solver/pb/ops.ts";
+import { Definition, OpMetadata } from "../src/gen/github.com/moby/buildkit/solver/pb/graph.ts";
+import { Op } from "../src/gen/github.com/moby/buildkit/solver/pb/ops.ts";
 import { Packet, Packet_PacketType } from "../src/gen/github.com/tonistiigi/fsutil/types/wire.ts";
 import {
   FileSendDefinition,

@@ -8,7 +8,7 @@
 
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { Status } from "../gen/google/rpc/status.ts";
-import { Range, SourceInfo } from "../gen/github.com/moby/buildkit/solver/pb/ops.ts";
+import { Range, SourceInfo } from "../gen/github.com/moby/buildkit/solver/pb/graph.ts";
 
 /** One source location: the file and the marked line ranges. */
 export interface SourceLocation {

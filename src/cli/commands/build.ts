@@ -30,7 +30,7 @@ import {
   type SolveResponse,
   type StatusResponse,
 } from "../../gen/github.com/moby/buildkit/api/services/control/control.ts";
-import { Definition, OpMetadata } from "../../gen/github.com/moby/buildkit/solver/pb/ops.ts";
+import { Definition, OpMetadata } from "../../gen/github.com/moby/buildkit/solver/pb/graph.ts";
 import { Policy } from "../../gen/github.com/moby/buildkit/sourcepolicy/pb/policy.ts";
 import {
   type ExporterTarget,

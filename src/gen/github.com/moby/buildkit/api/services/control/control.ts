@@ -8,7 +8,7 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../../../../../google/protobuf/timestamp.ts";
 import { Status } from "../../../../../../google/rpc/status.ts";
-import { Definition, ProgressGroup, Range, SourceInfo } from "../../../solver/pb/ops.ts";
+import { Definition, ProgressGroup, Range, SourceInfo } from "../../../solver/pb/graph.ts";
 import { Policy } from "../../../sourcepolicy/pb/policy.ts";
 import { BuildkitVersion, WorkerRecord } from "../../types/worker.ts";
 
