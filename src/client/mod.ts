@@ -189,10 +189,13 @@ export class BuildkitClient {
   mapError(err: unknown): BuildctlError {
     const mapped = mapGrpcError(err, this.address);
     // Under TLS 1.3 a daemon that requires a client certificate refuses it
-    // after the handshake: the first call then only sees the connection end.
+    // after the handshake: the first call then sees its alert, or only the
+    // connection end, depending on timing.
     if (
       this.#tlsWithoutClientCert && mapped.exitCode === ExitCode.Unavailable &&
-      /EPIPE|ECONNRESET|connection closed/.test(mapped.message)
+      /CertificateRequired|certificate required|EPIPE|ECONNRESET|connection closed/i.test(
+        mapped.message,
+      )
     ) {
       return new BuildctlError(mapped.message, {
         exitCode: ExitCode.Unavailable,
