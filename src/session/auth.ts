@@ -120,8 +120,13 @@ async function loadConfig(opts: AuthOptions): Promise<DockerConfig> {
 
 /** Handlers of the Auth service, by method path. */
 export function authHandlers(opts: AuthOptions): Map<string, Handler> {
+  return new Map([["/moby.filesync.v1.Auth/Credentials", credentialsHandler(opts)]]);
+}
+
+/** The `Auth/Credentials` handler: registry credentials from the docker config, read once. */
+export function credentialsHandler(opts: AuthOptions): Handler {
   let config: Promise<DockerConfig> | undefined;
-  const credentials: Handler = async (call) => {
+  return async (call) => {
     const req = CredentialsRequest.decode((await call.recv()) ?? new Uint8Array());
     config ??= loadConfig(opts);
     const creds = lookupCredentials(await config, req.Host);
@@ -129,5 +134,4 @@ export function authHandlers(opts: AuthOptions): Map<string, Handler> {
       CredentialsResponse.encode({ Username: creds.username, Secret: creds.secret }).finish(),
     );
   };
-  return new Map([["/moby.filesync.v1.Auth/Credentials", credentials]]);
 }

@@ -11,10 +11,10 @@ import { after } from "../timer.ts";
 import { BuildctlError } from "../errors.ts";
 import { type Handler, serveGrpc } from "./grpc_server.ts";
 import { openTunnel, tunnelEnvelope } from "./tunnel.ts";
-import { fileSyncHandler, type SenderOptions, type SenderStats } from "./filesync_send.ts";
-import { type ExporterTarget, fileSendHandler } from "./filesync_receive.ts";
-import { secretsHandler, type SecretSource } from "./secrets.ts";
-import { authHandlers, type AuthOptions } from "./auth.ts";
+import type { SenderOptions, SenderStats } from "./filesync_send.ts";
+import type { ExporterTarget } from "./filesync_receive.ts";
+import type { SecretSource } from "./secrets.ts";
+import type { AuthOptions } from "./auth.ts";
 
 export type {
   ExporterTarget,
@@ -85,6 +85,13 @@ export interface Session {
   close(): Promise<void>;
   /** Settles when the session has ended, for whatever reason. Never rejects. */
   readonly closed: Promise<void>;
+  /**
+   * Loads the code of the served methods now. Each method's module is
+   * otherwise imported on its first call; a build calls this once its
+   * Solve is on the way, so that the loading overlaps the daemon's work
+   * instead of delaying the request. Never rejects.
+   */
+  preload(): Promise<void>;
 }
 
 /** A 25-character base36 random id, like upstream `identity.NewID`. */
@@ -112,6 +119,14 @@ export async function startSession(
 ): Promise<Session> {
   const id = newSessionId();
   const handlers = new Map<string, Handler>();
+  const loaders: (() => Promise<unknown>)[] = [];
+  /** A method whose module is imported on its first call or by `preload()`. */
+  const deferred = (path: string, load: () => Promise<Handler>) => {
+    let loading: Promise<Handler> | undefined;
+    const ready = () => loading ??= load();
+    loaders.push(ready);
+    handlers.set(path, async (call) => (await ready())(call));
+  };
   handlers.set(Methods.healthCheck, async (call) => {
     await call.recv();
     await call.send(HEALTH_SERVING);
@@ -119,14 +134,30 @@ export async function startSession(
 
   const stats = new Map<string, SenderStats>();
   if (opts.localDirs && opts.localDirs.size > 0) {
-    handlers.set(Methods.fileSyncDiffCopy, fileSyncHandler(opts.localDirs, stats, opts.sender));
+    const dirs = opts.localDirs;
+    deferred(
+      Methods.fileSyncDiffCopy,
+      async () => (await import("./filesync_send.ts")).fileSyncHandler(dirs, stats, opts.sender),
+    );
   }
   if (opts.exporters && opts.exporters.some((e) => e !== undefined)) {
-    handlers.set(Methods.fileSendDiffCopy, fileSendHandler(opts.exporters));
+    const exporters = opts.exporters;
+    deferred(
+      Methods.fileSendDiffCopy,
+      async () => (await import("./filesync_receive.ts")).fileSendHandler(exporters),
+    );
   }
-  handlers.set(Methods.getSecret, secretsHandler(opts.secrets ?? new Map()));
-  if (opts.auth !== false) {
-    for (const [path, h] of authHandlers(opts.auth ?? {})) handlers.set(path, h);
+  const secrets = opts.secrets ?? new Map();
+  deferred(
+    Methods.getSecret,
+    async () => (await import("./secrets.ts")).secretsHandler(secrets),
+  );
+  const auth = opts.auth;
+  if (auth !== false) {
+    deferred(
+      Methods.authCredentials,
+      async () => (await import("./auth.ts")).credentialsHandler(auth ?? {}),
+    );
   }
   for (const [path, h] of opts.services ?? []) {
     if (handlers.has(path)) {
@@ -191,5 +222,6 @@ export async function startSession(
     closed.then(() => opts.signal?.removeEventListener("abort", teardown));
   }
 
-  return { id, stats, close, closed };
+  const preload = () => Promise.all(loaders.map((load) => load())).then(() => {}, () => {});
+  return { id, stats, close, closed, preload };
 }

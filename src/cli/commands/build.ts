@@ -37,15 +37,16 @@ import {
   newSessionId as randomId,
   startSession,
 } from "../../session/session.ts";
-import { createDisplay, encodeSolveStatus, resolveMode, TimeShifter } from "../../progress/mod.ts";
-import { decodeSourceLocations, renderSourceLocation } from "../error_source.ts";
-import {
-  finishCacheExports,
-  prepareCacheExports,
-  prepareCacheImports,
-  prepareOciDirExport,
-} from "../flags/cache_local.ts";
-import { formatLogEntry, type LogEntry } from "../format/logrus.ts";
+import { resolveMode } from "../../progress/mode.ts";
+import type { Display } from "../../progress/mod.ts";
+import type { LogEntry } from "../format/logrus.ts";
+
+// Loaded when needed: the displays once the Solve is on its way (their
+// loading then overlaps the daemon's work), the cache and OCI-layout
+// helpers only for builds that use them, the source excerpts of a failure
+// only on failure.
+const progressModule = () => import("../../progress/mod.ts");
+const cacheModule = () => import("../flags/cache_local.ts");
 
 /** Everything `build` needs, parsed from flags before any connection is made. */
 export interface BuildPlan {
@@ -290,21 +291,20 @@ export async function runBuild(flags: FlagValues, g: Globals): Promise<number> {
     }
   }
 
-  const log = (e: LogEntry) =>
-    g.io.stderr.write(
-      formatLogEntry(e, { format: g.logFormat, isTerminal: g.io.stderr.isTerminal }),
-    );
-  const cacheExports = await prepareCacheExports(plan.exportCache);
-  const cacheImports = await prepareCacheImports(plan.importCache);
+  const ociDirs = plan.outputs.flatMap((o) =>
+    (o.type === "oci" || o.type === "docker") && o.target.kind === "dir" ? [o.target.path] : []
+  );
+  const cache = plan.exportCache.length || plan.importCache.length || ociDirs.length
+    ? await cacheModule()
+    : undefined;
+  const log = cache ? await logger(g) : () => {};
+  const cacheExports = cache ? await cache.prepareCacheExports(plan.exportCache) : { stores: [] };
+  const cacheImports = cache
+    ? await cache.prepareCacheImports(plan.importCache)
+    : { entries: [], stores: [], warnings: [] };
   cacheImports.warnings.forEach(log);
   const contentStores = new Map([...cacheExports.stores, ...cacheImports.stores]);
-  const ociDirs: string[] = [];
-  for (const o of plan.outputs) {
-    if ((o.type === "oci" || o.type === "docker") && o.target.kind === "dir") {
-      await prepareOciDirExport(o.target.path, contentStores);
-      ociDirs.push(o.target.path);
-    }
-  }
+  for (const dir of ociDirs) await cache!.prepareOciDirExport(dir, contentStores);
   if (plan.frontend !== "" && cacheImports.entries.length) {
     plan.frontendAttrs["cache-imports"] = JSON.stringify(
       cacheImports.entries.map((c) => ({ Type: c.type, Attrs: c.attrs })),
@@ -322,13 +322,7 @@ export async function runBuild(flags: FlagValues, g: Globals): Promise<number> {
       contentStores,
       signal: g.io.signal,
     });
-    const display = createDisplay(mode, {
-      out: { write: (b: Uint8Array) => (g.io.stderr.writeBytes(b), b.length) },
-      isTerminal: g.io.stderr.isTerminal,
-      env: progressEnv(g),
-      shiftTimes: false,
-    });
-    const shifter = new TimeShifter(Date.now());
+    const startedAt = Date.now();
     const trace = plan.traceFile
       ? await Deno.open(plan.traceFile, { write: true, create: true, append: true, mode: 0o600 })
       : undefined;
@@ -351,25 +345,46 @@ export async function runBuild(flags: FlagValues, g: Globals): Promise<number> {
     if (definition) req.Definition = definition;
     if (sourcePolicy) req.SourcePolicy = sourcePolicy;
 
-    const encoder = new TextEncoder();
-    const status = followStatus(client, ref, (s) => {
-      const shifted = shifter.apply(s);
-      display.update(shifted);
-      if (trace) writeAll(trace, encoder.encode(encodeSolveStatus(shifted) + "\n"));
-    }, g.io.signal);
+    // Status updates wait in `early` until the display is loaded.
+    const early: StatusResponse[] = [];
+    let show: ((s: StatusResponse) => void) | undefined;
+    const status = followStatus(client, ref, (s) => show ? show(s) : early.push(s), g.io.signal);
+    let display: Display | undefined;
     let response: SolveResponse;
     try {
-      response = await solve(client, req, g.io.signal);
+      const solved = solve(client, req, g.io.signal);
+      // Awaited below; until then a quick failure must not count as unhandled.
+      solved.catch(() => {});
+      const [progress] = await Promise.all([progressModule(), session.preload()]);
+      display = progress.createDisplay(mode, {
+        out: { write: (b: Uint8Array) => (g.io.stderr.writeBytes(b), b.length) },
+        isTerminal: g.io.stderr.isTerminal,
+        env: progressEnv(g),
+        shiftTimes: false,
+      });
+      const shifter = new progress.TimeShifter(startedAt);
+      const encoder = new TextEncoder();
+      show = (s) => {
+        const shifted = shifter.apply(s);
+        display!.update(shifted);
+        if (trace) {
+          writeAll(trace, encoder.encode(progress.encodeSolveStatus(shifted) + "\n"));
+        }
+      };
+      for (const s of early.splice(0)) show(s);
+      response = await solved;
     } finally {
       await status.finish(5000);
-      await display.close();
+      await display?.close();
       await session.close();
       trace?.close();
     }
-    const finished = await finishCacheExports(plan.exportCache, response.ExporterResponse, {
-      ociDirs,
-    });
-    finished.warnings.forEach(log);
+    if (cache) {
+      const finished = await cache.finishCacheExports(plan.exportCache, response.ExporterResponse, {
+        ociDirs,
+      });
+      finished.warnings.forEach(log);
+    }
     if (plan.metadataFile) await writeMetadataFile(plan.metadataFile, response.ExporterResponse);
     succeeded = true;
     return ExitCode.Ok;
@@ -459,7 +474,7 @@ async function solve(
       throw new BuildctlError(`failed to solve: ${mapped.message}`, {
         exitCode: ExitCode.Failure,
         cause: err,
-        preamble: sourcePreamble(err),
+        preamble: await sourcePreamble(err),
       });
     }
     throw mapped;
@@ -467,11 +482,21 @@ async function solve(
 }
 
 /** The Dockerfile lines of the failure, when the daemon attached them. */
-function sourcePreamble(err: unknown): string | undefined {
+async function sourcePreamble(err: unknown): Promise<string | undefined> {
   const details = err instanceof GrpcError ? err.statusDetails : undefined;
   if (!details) return undefined;
+  const { decodeSourceLocations, renderSourceLocation } = await import("../error_source.ts");
   const text = decodeSourceLocations(details).map(renderSourceLocation).join("");
   return text || undefined;
+}
+
+/** Prints daemon-side log entries (cache warnings) as upstream's logrus does. */
+async function logger(g: Globals): Promise<(e: LogEntry) => void> {
+  const { formatLogEntry } = await import("../format/logrus.ts");
+  return (e) =>
+    g.io.stderr.write(
+      formatLogEntry(e, { format: g.logFormat, isTerminal: g.io.stderr.isTerminal }),
+    );
 }
 
 interface StatusFollower {
