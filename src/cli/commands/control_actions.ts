@@ -13,7 +13,7 @@ import { connectDaemon } from "../connect.ts";
 import { renderDu } from "../format/du.ts";
 import { renderInfo } from "../format/info.ts";
 import { createPrunePrinter } from "../format/prune.ts";
-import { parseTemplate, TemplateError } from "../format/template.ts";
+import type { Template, TemplateError } from "../format/template.ts";
 import { parseGoDuration } from "../format/units.ts";
 import { renderWorkers } from "../format/workers.ts";
 import { toBuildkitVersion, toUsageInfo, toWorkerInfo } from "./convert.ts";
@@ -23,14 +23,15 @@ import { BuildctlError, ExitCode, usageError } from "../../errors.ts";
 /** `buildctl du`. */
 export async function runDu({ flags, globals }: Invocation<Globals>): Promise<void> {
   const filter = filters(flags);
-  const fmt = format(flags);
+  const fmt = await format(flags);
   const client = await connectDaemon(globals);
   try {
     const records = (await client.diskUsage({ filter })).map(toUsageInfo);
     render(
       globals,
       fmt,
-      () => renderDu(records, { verbose: flags["verbose"] === true, format: fmt, filter }),
+      () =>
+        renderDu(records, { verbose: flags["verbose"] === true, template: fmt?.template, filter }),
     );
   } finally {
     client.close();
@@ -47,8 +48,11 @@ export async function runPrune({ flags, globals }: Invocation<Globals>): Promise
     maxUsedSpace: megabytes(flags, "keep-storage"),
     minFreeSpace: megabytes(flags, "free-storage"),
   };
-  const fmt = format(flags);
-  const printer = createPrunePrinter({ verbose: flags["verbose"] === true, format: fmt });
+  const fmt = await format(flags);
+  const printer = createPrunePrinter({
+    verbose: flags["verbose"] === true,
+    template: fmt?.template,
+  });
   const client = await connectDaemon(globals);
   try {
     for await (const record of client.prune(req, globals.io.signal)) {
@@ -64,14 +68,14 @@ export async function runPrune({ flags, globals }: Invocation<Globals>): Promise
 /** `buildctl debug workers`. */
 export async function runWorkers({ flags, globals }: Invocation<Globals>): Promise<void> {
   const filter = filters(flags);
-  const fmt = format(flags);
+  const fmt = await format(flags);
   const client = await connectDaemon(globals);
   try {
     const workers = (await client.listWorkers(filter)).map(toWorkerInfo);
     render(
       globals,
       fmt,
-      () => renderWorkers(workers, { verbose: flags["verbose"] === true, format: fmt }),
+      () => renderWorkers(workers, { verbose: flags["verbose"] === true, template: fmt?.template }),
     );
   } finally {
     client.close();
@@ -80,7 +84,7 @@ export async function runWorkers({ flags, globals }: Invocation<Globals>): Promi
 
 /** `buildctl debug info`. */
 export async function runInfo({ flags, globals }: Invocation<Globals>): Promise<void> {
-  const fmt = format(flags);
+  const fmt = await format(flags);
   const client = await connectDaemon(globals);
   try {
     const res = await client.info();
@@ -89,7 +93,7 @@ export async function runInfo({ flags, globals }: Invocation<Globals>): Promise<
       fmt,
       () =>
         renderInfo({ BuildkitVersion: toBuildkitVersion(res.buildkitVersion) }, {
-          format: fmt,
+          template: fmt?.template,
         }),
     );
   } finally {
@@ -98,25 +102,36 @@ export async function runInfo({ flags, globals }: Invocation<Globals>): Promise<
 }
 
 /** The `--format` value, checked to parse before any call is made. */
-function format(flags: FlagValues): string | undefined {
+/** A parsed `--format`, with the error class of the template engine it came from. */
+interface Format {
+  text: string;
+  template: Template;
+  TemplateError: typeof TemplateError;
+}
+
+/**
+ * The `--format` value, parsed before any call is made. The template engine
+ * is loaded only for it: the tables need none of it.
+ */
+async function format(flags: FlagValues): Promise<Format | undefined> {
   const f = flags["format"];
   if (typeof f !== "string" || f === "") return undefined;
+  const engine = await import("../format/template.ts");
   try {
-    parseTemplate(f);
+    return { text: f, template: engine.parseTemplate(f), TemplateError: engine.TemplateError };
   } catch (err) {
     throw templateError(f, err);
   }
-  return f;
 }
 
 /** Runs a renderer, turning template failures into a usage error after printing partial output. */
-function render(g: Globals, fmt: string | undefined, fn: () => string): void {
+function render(g: Globals, fmt: Format | undefined, fn: () => string): void {
   try {
     g.io.stdout.write(fn());
   } catch (err) {
-    if (err instanceof TemplateError && fmt !== undefined) {
+    if (fmt && err instanceof fmt.TemplateError) {
       if (err.partialOutput) g.io.stdout.write(err.partialOutput);
-      throw templateError(fmt, err);
+      throw templateError(fmt.text, err);
     }
     throw err;
   }

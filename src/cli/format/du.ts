@@ -5,7 +5,8 @@
  */
 
 import { TabWriter } from "./tabwriter.ts";
-import { executeTemplate } from "./template.ts";
+import type { Template } from "./template.ts";
+import { goValue } from "./gotypes.ts";
 import { type UsageInfo, UsageInfoListType } from "./types.ts";
 import { formatBytes, type GoTime, goTimeString } from "./units.ts";
 
@@ -13,8 +14,8 @@ import { formatBytes, type GoTime, goTimeString } from "./units.ts";
 export interface DuOptions {
   /** `--verbose`. */
   verbose?: boolean;
-  /** `--format` (Go template or the alias `json`); wins over `verbose`. */
-  format?: string;
+  /** The parsed `--format` (Go template or the alias `json`); wins over `verbose`. */
+  template?: Template;
   /** The `--filter` values; the summary is printed only when there are none. */
   filter?: string[];
 }
@@ -84,9 +85,7 @@ export function usageTableRow(di: UsageInfo): string {
  */
 export function renderDu(records: readonly UsageInfo[], opts: DuOptions = {}): string {
   const du = sortUsage(records);
-  if (opts.format) {
-    return executeTemplate(opts.format, UsageInfoListType, du) + "\n";
-  }
+  if (opts.template) return opts.template.execute(goValue(UsageInfoListType, du)) + "\n";
   const tw = new TabWriter(1, 8, 1, "\t");
   if (opts.verbose) {
     writeUsageVerbose(tw, du);

@@ -3,7 +3,7 @@ import { renderDu } from "./du.ts";
 import { createPrunePrinter } from "./prune.ts";
 import { renderWorkers } from "./workers.ts";
 import { renderInfo } from "./info.ts";
-import { TemplateError } from "./template.ts";
+import { parseTemplate, TemplateError } from "./template.ts";
 import { tabwrite } from "./tabwriter.ts";
 import {
   formatBytes,
@@ -25,9 +25,13 @@ function assertEq(actual: unknown, expected: unknown, msg: string): void {
 }
 
 function run(c: (typeof GOLDEN_CASES)[number]): { out: string; error: string } {
-  const opts = { verbose: c.Verbose ?? false, format: c.Format ?? "", filter: c.Filter ?? [] };
   let out = "";
   try {
+    const opts = {
+      verbose: c.Verbose ?? false,
+      template: c.Format ? parseTemplate(c.Format) : undefined,
+      filter: c.Filter ?? [],
+    };
     switch (c.Cmd) {
       case "du":
         out = renderDu(c.Usage as unknown as UsageInfo[], opts);

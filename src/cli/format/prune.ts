@@ -5,7 +5,7 @@
  */
 
 import { TabWriter } from "./tabwriter.ts";
-import { parseTemplate } from "./template.ts";
+import type { Template } from "./template.ts";
 import { goValue } from "./gotypes.ts";
 import { type UsageInfo, UsageInfoType } from "./types.ts";
 import { USAGE_TABLE_HEADER, usageTableRow, writeUsageVerbose } from "./du.ts";
@@ -13,29 +13,29 @@ import { formatBytes } from "./units.ts";
 
 /** Options of `buildctl prune` that affect output. */
 export interface PruneOutputOptions {
-  /** `--verbose` (ignored when `format` is set). */
+  /** `--verbose` (ignored when `template` is set). */
   verbose?: boolean;
-  /** `--format` (Go template or `json`), applied to each record. */
-  format?: string;
+  /** The parsed `--format` (Go template or `json`), applied to each record. */
+  template?: Template;
 }
 
 /** A streaming printer for prune records. */
 export interface PrunePrinter {
   /** Text to print for a record as it arrives (throws a TemplateError on template failures). */
   record(u: UsageInfo): string;
-  /** Text to print after a successful prune (`Total:` summary; empty with `format`). */
+  /** Text to print after a successful prune (`Total:` summary; empty with a template). */
   end(): string;
 }
 
 /**
- * Creates the printer. The template (if any) is parsed immediately, so a syntax error throws
- * before pruning starts — as upstream, which parses before calling Prune. Note: upstream panics on
+ * Creates the printer. The caller parses the template before pruning starts, so a syntax error
+ * throws first — as upstream, which parses before calling Prune. Note: upstream panics on
  * template *execution* errors (goroutine `panic(err)`); here `record` throws the TemplateError.
  * Upstream prints nothing after a failed prune, so call `end()` only on success.
  */
 export function createPrunePrinter(opts: PruneOutputOptions = {}): PrunePrinter {
-  if (opts.format) {
-    const tmpl = parseTemplate(opts.format);
+  const tmpl = opts.template;
+  if (tmpl) {
     return {
       record: (u) => tmpl.execute(goValue(UsageInfoType, u)) + "\n",
       end: () => "",

@@ -2,6 +2,7 @@ import { renderDu, sortUsage } from "./du.ts";
 import { createPrunePrinter } from "./prune.ts";
 import { formatPlatform, joinPlatforms, normalizePlatform, renderWorkers } from "./workers.ts";
 import { renderInfo } from "./info.ts";
+import { parseTemplate } from "./template.ts";
 import type { UsageInfo, WorkerInfo } from "./types.ts";
 
 function eq(a: unknown, b: unknown): void {
@@ -60,7 +61,12 @@ const duCases: [string, UsageInfo[], Parameters<typeof renderDu>[1], string][] =
     "Reclaimable:\ttrue\nShared:\t\tfalse\nSize:\t\t1B\nDescription:\tdesc\nUsage count:\t1\n" +
     "Last used:\t2025-11-29 15:20:01 +0000 UTC\nType:\t\tregular\n\n",
   ],
-  ["format", [u("b", 2), u("a", 1)], { format: "{{range .}}{{.ID}}{{end}}" }, "ab\n"],
+  [
+    "format",
+    [u("b", 2), u("a", 1)],
+    { template: parseTemplate("{{range .}}{{.ID}}{{end}}") },
+    "ab\n",
+  ],
 ];
 
 for (const [name, records, opts, want] of duCases) {
@@ -81,7 +87,7 @@ Deno.test("prune: header with first row, rows as they arrive, fresh tabwriter fo
 });
 
 Deno.test("prune: --format applies per record, no total", () => {
-  const p = createPrunePrinter({ format: "{{.ID}}:{{.Size}}", verbose: true });
+  const p = createPrunePrinter({ template: parseTemplate("{{.ID}}:{{.Size}}"), verbose: true });
   eq(p.record(u("x", 1)) + p.record(u("y", 2)) + p.end(), "x:1\ny:2\n");
 });
 
@@ -158,12 +164,12 @@ Deno.test("workers: verbose", () => {
 
 Deno.test("workers: --format json", () => {
   eq(
-    renderWorkers([{ ...worker, GCPolicy: [], Labels: {} }], { format: "json" }),
+    renderWorkers([{ ...worker, GCPolicy: [], Labels: {} }], { template: parseTemplate("json") }),
     '[{"id":"w1","labels":null,"platforms":[{"architecture":"amd64","os":"linux"},' +
       '{"architecture":"arm","os":"linux"}],"gcPolicy":[],"buildkitVersion":{"package":' +
       '"github.com/moby/buildkit","version":"v0.32.2","revision":"abc"},"cdiDevices":null}]\n',
   );
-  eq(renderWorkers([], { format: "json" }), "null\n");
+  eq(renderWorkers([], { template: parseTemplate("json") }), "null\n");
 });
 
 Deno.test("info", () => {
@@ -174,7 +180,7 @@ Deno.test("info", () => {
     "BuildKit:   github.com/moby/buildkit v0.32.2 abc\nDockerfile: 1.19.0\n",
   );
   eq(
-    renderInfo({ BuildkitVersion: v }, { format: "json" }),
+    renderInfo({ BuildkitVersion: v }, { template: parseTemplate("json") }),
     '{"buildkitVersion":{"package":"github.com/moby/buildkit","version":"v0.32.2","revision":"abc"}}\n',
   );
 });

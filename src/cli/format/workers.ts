@@ -6,17 +6,17 @@
  */
 
 import { TabWriter } from "./tabwriter.ts";
-import { executeTemplate } from "./template.ts";
+import type { Template } from "./template.ts";
 import { type Platform, type WorkerInfo, WorkerInfoListType } from "./types.ts";
 import { formatBytesG, formatGoDuration } from "./units.ts";
-import { sortedMapKeys } from "./gotypes.ts";
+import { goValue, sortedMapKeys } from "./gotypes.ts";
 
 /** Options of `buildctl debug workers`. */
 export interface WorkersOptions {
-  /** `--verbose` (ignored when `format` is set). */
+  /** `--verbose` (ignored when `template` is set). */
   verbose?: boolean;
-  /** `--format` (Go template or `json`), applied to the whole worker list. */
-  format?: string;
+  /** The parsed `--format` (Go template or `json`), applied to the whole worker list. */
+  template?: Template;
 }
 
 /** `runtime.GOOS` equivalent of the running Deno binary. */
@@ -121,7 +121,7 @@ function toBig(n: number | bigint): bigint {
 
 /** Renders the stdout of `buildctl debug workers`. Throws TemplateError on template errors. */
 export function renderWorkers(workers: readonly WorkerInfo[], opts: WorkersOptions = {}): string {
-  if (opts.format) return executeTemplate(opts.format, WorkerInfoListType, workers) + "\n";
+  if (opts.template) return opts.template.execute(goValue(WorkerInfoListType, workers)) + "\n";
   const tw = new TabWriter(1, 8, 1, "\t");
   const w = (s: string) => tw.write(s);
   if (opts.verbose) {
