@@ -27,7 +27,6 @@
  * @module
  */
 
-import { grantAdvice } from "./launcher_client.ts";
 import { parseAddress } from "../client/address.ts";
 import { answers } from "../client/probe.ts";
 import { BuildctlError, ExitCode } from "../errors.ts";
@@ -138,7 +137,7 @@ export async function ensureDaemon(ctx: EnsureContext): Promise<EnsureResult> {
       rootlesskit = programs.rootlesskit;
       problems = await rootlessProblems(ctx.id, programs);
     }
-    if (problems.length) throw cannotStart(ctx.id, paths, problems);
+    if (problems.length) throw await cannotStart(ctx.id, paths, problems);
     trace("prerequisites checked");
     const previous = readRecord(paths.recordPath);
     if (previous && (await recordAlive(previous))) {
@@ -522,7 +521,11 @@ function buildkitdNotFound(found: FoundProgram): BuildctlError {
   );
 }
 
-function cannotStart(id: Identity, paths: DaemonPaths, problems: Problem[]): BuildctlError {
+async function cannotStart(
+  id: Identity,
+  paths: DaemonPaths,
+  problems: Problem[],
+): Promise<BuildctlError> {
   const head = paths.mode === "rootless"
     ? `cannot start the daemon: running as user "${id.user}" (not root) and rootless mode is not available`
     : `cannot start the daemon as root`;
@@ -531,9 +534,10 @@ function cannotStart(id: Identity, paths: DaemonPaths, problems: Problem[]): Bui
   );
   // Without rootless support, the other way in is a one-time grant by an
   // administrator (the sudo launcher): show the exact command.
+  // (The launcher client is loaded for this message only.)
   const grant = paths.mode === "rootless"
     ? `\nor an administrator can grant you a daemon once with:\n  ${
-      grantAdvice(id.user, id.euid, id.home)
+      (await import("./launcher_client.ts")).grantAdvice(id.user, id.euid, id.home)
     }`
     : "";
   return new BuildctlError(`${head}:\n${lines.join("\n")}${grant}`, {
