@@ -418,6 +418,16 @@ async function spawnDaemon(
   return { pid: daemon.pid, mode: paths.mode, elapsedMs, logPath, record: running };
 }
 
+/**
+ * How long the idle supervisor's shell waits before it execs the runtime.
+ * A start usually comes from a burst of commands (a build script, `make
+ * -j`), and a Deno start-up costs each of them CPU; the supervisor is not
+ * needed in its first second (idle timeouts are minutes, and it judges
+ * activity by timestamps, not by what it saw itself), so it starts after
+ * the burst instead of competing with it.
+ */
+const SUPERVISOR_DELAY_S = 1;
+
 /** Starts the detached idle supervisor for `daemon`; returns its stamp. */
 export async function spawnSupervisor(
   paths: DaemonPaths,
@@ -425,8 +435,13 @@ export async function spawnSupervisor(
 ): Promise<ProcessStamp | undefined> {
   const [cmd, ...pre] = selfArgv();
   try {
-    const child = new Deno.Command(cmd!, {
+    // `exec` keeps the pid and start time: the stamp taken now stays valid.
+    const child = new Deno.Command("/bin/sh", {
       args: [
+        "-c",
+        `sleep ${SUPERVISOR_DELAY_S}; exec "$@"`,
+        "buildctl-supervisor",
+        cmd!,
         ...pre,
         "daemon",
         "_supervise",

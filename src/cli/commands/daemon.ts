@@ -534,7 +534,7 @@ function superviseCommand(): Command<Globals> {
       if (!recordPath || !Number.isInteger(pid)) {
         throw usageError("_supervise needs --record and --pid");
       }
-      const { supervise } = await manager();
+      const { supervise } = await import("../../daemon/supervisor.ts");
       await supervise({ recordPath, daemonPid: pid });
       return ExitCode.Ok;
     },
