@@ -1,6 +1,6 @@
 /**
  * POSIX path strings: `join`, `resolve`, `dirname`, `basename`, with the
- * results `node:path` gives. buildctl uses these instead of `node:path`
+ * results `node:path` gives, and Go's `filepath.Clean`. buildctl uses these instead of `node:path`
  * because the first `node:` import of a process sets up Deno's Node
  * compatibility layer, about 5 ms of every command's start-up; a client
  * that is started for every build and every race to start the daemon pays
@@ -9,24 +9,29 @@
  * @module
  */
 
-/** Collapses `.`, `..` and repeated slashes; `""` becomes `"."`. */
-export function normalize(path: string): string {
+/** Go's `filepath.Clean` for `/`-separated paths: `.`, `..` and repeated slashes collapsed, no trailing slash, `""` → `"."`. */
+export function cleanPath(path: string): string {
   if (path === "") return ".";
-  const absolute = path.startsWith("/");
+  const rooted = path.startsWith("/");
   const out: string[] = [];
   for (const part of path.split("/")) {
     if (part === "" || part === ".") continue;
     if (part === "..") {
-      if (out.length && out[out.length - 1] !== "..") out.pop();
-      else if (!absolute) out.push("..");
+      if (out.length > 0 && out[out.length - 1] !== "..") out.pop();
+      else if (!rooted) out.push("..");
       continue;
     }
     out.push(part);
   }
-  const body = out.join("/");
-  const trailing = path.endsWith("/") ? "/" : "";
-  if (absolute) return body === "" ? "/" : `/${body}${trailing}`;
-  return (body === "" ? "." : body) + trailing;
+  const joined = out.join("/");
+  if (rooted) return "/" + joined;
+  return joined === "" ? "." : joined;
+}
+
+/** `node:path`'s `normalize`: {@linkcode cleanPath}, keeping a trailing slash. */
+export function normalize(path: string): string {
+  const clean = cleanPath(path);
+  return path.endsWith("/") && clean !== "/" ? clean + "/" : clean;
 }
 
 /** Joins the non-empty `parts` with `/` and normalizes the result. */

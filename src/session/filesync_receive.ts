@@ -18,7 +18,7 @@
  * @module
  */
 
-import { basename, dirname, join } from "../path.ts";
+import { basename, cleanPath, dirname, join } from "../path.ts";
 import { GrpcStatusError, type Handler, header, type ServerCall, Status } from "./grpc_server.ts";
 import { decodeBytesMessage } from "./tunnel.ts";
 import { joinChunks } from "./h2_server.ts";
@@ -33,7 +33,6 @@ import {
   posixPermBits,
   type Stat,
 } from "./fsutil_wire.ts";
-import { cleanPath } from "./patternmatcher.ts";
 import { compareNames } from "./walker.ts";
 
 /** `type=local`: write the exported tree into `dir`. */

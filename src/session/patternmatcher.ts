@@ -10,24 +10,7 @@
  * @module
  */
 
-/** Go's `filepath.Clean` for `/`-separated paths. */
-export function cleanPath(p: string): string {
-  if (p === "") return ".";
-  const rooted = p.startsWith("/");
-  const out: string[] = [];
-  for (const part of p.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") {
-      if (out.length > 0 && out[out.length - 1] !== "..") out.pop();
-      else if (!rooted) out.push("..");
-      continue;
-    }
-    out.push(part);
-  }
-  const joined = out.join("/");
-  if (rooted) return "/" + joined;
-  return joined === "" ? "." : joined;
-}
+import { cleanPath } from "../path.ts";
 
 /** Thrown for a syntactically invalid pattern (Go: `filepath.ErrBadPattern`). */
 export class BadPatternError extends Error {

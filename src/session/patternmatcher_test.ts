@@ -3,7 +3,8 @@
 // here as data.
 
 import assert from "node:assert/strict";
-import { BadPatternError, cleanPath, globMatch, PatternMatcher } from "./patternmatcher.ts";
+import { BadPatternError, globMatch, PatternMatcher } from "./patternmatcher.ts";
+import { cleanPath } from "../path.ts";
 
 interface Case {
   patterns: string[];

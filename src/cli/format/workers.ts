@@ -5,6 +5,7 @@
  * @module
  */
 
+import { cleanPath } from "../../path.ts";
 import { TabWriter } from "./tabwriter.ts";
 import type { Template } from "./template.ts";
 import { type Platform, type WorkerInfo, WorkerInfoListType } from "./types.ts";
@@ -77,24 +78,6 @@ export function normalizePlatform(p: Platform): Platform {
     out.OSFeatures = [...new Set([...p.OSFeatures].sort())];
   }
   return out;
-}
-
-/** Go `path.Clean`. */
-export function cleanPath(path: string): string {
-  if (path === "") return ".";
-  const rooted = path[0] === "/";
-  const parts: string[] = [];
-  for (const seg of path.split("/")) {
-    if (seg === "" || seg === ".") continue;
-    if (seg === "..") {
-      if (parts.length > 0 && parts[parts.length - 1] !== "..") parts.pop();
-      else if (!rooted) parts.push("..");
-      continue;
-    }
-    parts.push(seg);
-  }
-  const out = (rooted ? "/" : "") + parts.join("/");
-  return out === "" ? "." : out;
 }
 
 /** Go `path.Join`. */
