@@ -15,6 +15,7 @@
  * @module
  */
 import { after, delay } from "../timer.ts";
+import { answers } from "../client/probe.ts";
 import { BuildctlError, ExitCode } from "../errors.ts";
 import {
   findGrant,
@@ -100,17 +101,6 @@ function controlPath(config: LauncherConfig, uid: number): string {
   return `${config.runDir}/users/${uid}/control.sock`;
 }
 
-/** Whether something accepts connections on a unix socket path. */
-export async function socketAnswers(path: string): Promise<boolean> {
-  try {
-    const c = await Deno.connect({ transport: "unix", path });
-    c.close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Options of {@linkcode startViaLauncher}. */
 export interface StartViaLauncherOptions extends LauncherClientOptions {
   /** The caller's uid (default `Deno.uid()`). */
@@ -140,7 +130,7 @@ export async function startViaLauncher(
   const grant = findGrant(config, uid);
   if (!grant) return undefined;
   const gate = `${config.runDir}/users/${uid}/buildkitd.sock`;
-  if (await socketAnswers(gate)) return `unix://${gate}`;
+  if (await answers(gate)) return `unix://${gate}`;
   opts.onStarting?.();
   const child = new Deno.Command("/usr/bin/sudo", {
     args: ["-n", config.launcher, "start"],
@@ -164,7 +154,7 @@ export async function startViaLauncher(
     res = JSON.parse(stdout.split("\n").pop() ?? "{}");
   } catch { /* not the launcher talking */ }
   if (out.code === 0 && res.ok && res.address) {
-    if (!(await socketAnswers(gate))) {
+    if (!(await answers(gate))) {
       throw new BuildctlError(`the launcher reported ${res.address} but nothing answers there`, {
         exitCode: ExitCode.Unavailable,
       });
@@ -285,7 +275,7 @@ export async function launcherState(
   const { config, uid } = needGrant(opts);
   const path = controlPath(config, uid);
   const address = `unix://${config.runDir}/users/${uid}/buildkitd.sock`;
-  if (!(await socketAnswers(path))) return { state: "stopped", address };
+  if (!(await answers(path))) return { state: "stopped", address };
   const res = unwrap(await controlRequest(path, { op: "state" }, 10_000));
   return res.state ?? { state: "stopped", address };
 }
@@ -296,11 +286,11 @@ export async function launcherStop(
 ): Promise<boolean> {
   const { config, uid } = needGrant(opts);
   const path = controlPath(config, uid);
-  if (!(await socketAnswers(path))) return false;
+  if (!(await answers(path))) return false;
   unwrap(await controlRequest(path, { op: "stop" }, 30_000));
   // Wait until the supervisor is gone, so a following start does not race it.
   const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline && (await socketAnswers(path))) {
+  while (Date.now() < deadline && (await answers(path))) {
     await delay(50);
   }
   return true;
@@ -314,10 +304,10 @@ export async function launcherStop(
 export async function launcherReset(opts: StartViaLauncherOptions = {}): Promise<void> {
   const { config, uid } = needGrant(opts);
   const path = controlPath(config, uid);
-  if (!(await socketAnswers(path))) await startViaLauncher({ ...opts, uid });
+  if (!(await answers(path))) await startViaLauncher({ ...opts, uid });
   unwrap(await controlRequest(path, { op: "reset" }, 120_000));
   const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline && (await socketAnswers(path))) {
+  while (Date.now() < deadline && (await answers(path))) {
     await delay(50);
   }
 }
@@ -328,7 +318,7 @@ export async function launcherLogs(
 ): Promise<string | undefined> {
   const { config, uid } = needGrant(opts);
   const path = controlPath(config, uid);
-  if (!(await socketAnswers(path))) return undefined;
+  if (!(await answers(path))) return undefined;
   const res = unwrap(
     await controlRequest(
       path,
