@@ -589,6 +589,22 @@ daemonTest("cacheonly exporter, --no-cache with a frontend, and rawjson progress
         assert.match(completed?.completed ?? "", /^\d{4}-\d\d-\d\dT[\d:.]+Z$/);
       },
     );
+    await t.step("--trace FILE appends the statuses as JSON lines, as upstream", async () => {
+      const trace = (who: string) => join(ctx, `${who}.trace`);
+      const names = async (who: string) => {
+        const lines = (await Deno.readTextFile(trace(who))).trim().split("\n");
+        return new Set(
+          lines.flatMap((l) => JSON.parse(l).vertexes ?? []).map((v: { name: string }) => v.name),
+        );
+      };
+      for (const [who, runner] of [["ours", runBuildctl], ["theirs", runUpstream]] as const) {
+        const r = await build(d, runner, [...dockerfileArgs(ctx), "--trace", trace(who)]);
+        assert.equal(r.code, 0, r.stderr);
+      }
+      const ours = await names("ours");
+      assert.ok([...ours].some((n) => n.includes("COPY Dockerfile /a")), [...ours].join(", "));
+      assert.deepEqual(ours, await names("theirs"));
+    });
   } finally {
     await Deno.remove(ctx, { recursive: true });
   }
