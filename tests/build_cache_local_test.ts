@@ -13,7 +13,7 @@ import {
   SolveRequest,
   type SolveResponse,
   type StatusResponse,
-} from "../src/gen/github.com/moby/buildkit/api/services/control/control.ts";
+} from "../src/gen/github.com/moby/buildkit/api/services/control/control_solve.ts";
 import { type BuildkitClient, connect, GrpcError, parseAddress } from "../src/client/mod.ts";
 import { type Handler, serveGrpc } from "../src/session/grpc_server.ts";
 import { openTunnel } from "../src/session/tunnel.ts";
@@ -125,7 +125,7 @@ async function build(
       ...req,
     });
     const statuses: StatusResponse[] = [];
-    const statusDone = client.status(ref, (st) => statuses.push(st)).status;
+    const statusDone = (await client.status(ref, (st) => statuses.push(st))).status;
     const result: SolveResult = await client.solve(full).then(
       (response) => ({ response, statuses }),
       (error: GrpcError) => ({ error, statuses }),

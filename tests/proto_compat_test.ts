@@ -4,14 +4,16 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { ControlDefinition } from "../src/gen/github.com/moby/buildkit/api/services/control/control.ts";
+import { DiskUsageResponse } from "../src/gen/github.com/moby/buildkit/api/services/control/control_cache.ts";
 import {
-  ControlDefinition,
-  DiskUsageResponse,
   ListWorkersRequest,
   ListWorkersResponse,
+} from "../src/gen/github.com/moby/buildkit/api/services/control/control_info.ts";
+import {
   SolveRequest,
   StatusResponse,
-} from "../src/gen/github.com/moby/buildkit/api/services/control/control.ts";
+} from "../src/gen/github.com/moby/buildkit/api/services/control/control_solve.ts";
 import { Definition, OpMetadata } from "../src/gen/github.com/moby/buildkit/solver/pb/graph.ts";
 import { Op } from "../src/gen/github.com/moby/buildkit/solver/pb/ops.ts";
 import { Packet, Packet_PacketType } from "../src/gen/github.com/tonistiigi/fsutil/types/wire.ts";
@@ -22,7 +24,14 @@ import {
 import { AuthDefinition } from "../src/gen/github.com/moby/buildkit/session/auth/auth.ts";
 import { SecretsDefinition } from "../src/gen/github.com/moby/buildkit/session/secrets/secrets.ts";
 import { HealthDefinition } from "../src/gen/grpc/health/v1/health.ts";
-import { connect, parseAddress, SESSION_METHOD } from "../src/client/mod.ts";
+import {
+  connect,
+  CONTROL_METHODS,
+  CONTROL_SERVICE,
+  controlPath,
+  parseAddress,
+  SESSION_METHOD,
+} from "../src/client/mod.ts";
 import { Methods } from "../src/session/session.ts";
 import { startDaemon } from "./_util/daemon.ts";
 import { UPSTREAM_BUILDCTL } from "./_util/paths.ts";
@@ -304,6 +313,21 @@ Deno.test("service definitions carry BuildKit's exact gRPC method paths, as the 
   assert.equal(methodPath(HealthDefinition, "watch"), "/grpc.health.v1.Health/Watch");
   assert.equal(methodPath(ControlDefinition, "session"), "/moby.buildkit.v1.Control/Session");
   assert.equal(SESSION_METHOD, "/moby.buildkit.v1.Control/Session");
+  // The client names Control's methods itself (so that it need not load every message):
+  // exactly the generated service's names and paths.
+  assert.equal(CONTROL_SERVICE, ControlDefinition.fullName);
+  assert.deepEqual(
+    [...CONTROL_METHODS].sort(),
+    Object.values(ControlDefinition.methods).map((m) => m.name).sort(),
+  );
+  for (
+    const key of Object.keys(
+      ControlDefinition.methods,
+    ) as (keyof typeof ControlDefinition.methods)[]
+  ) {
+    const name = ControlDefinition.methods[key].name as typeof CONTROL_METHODS[number];
+    assert.equal(controlPath(name), methodPath(ControlDefinition, key));
+  }
   assert.equal(FileSyncDefinition.methods.diffCopy.requestStream, true);
   assert.equal(FileSyncDefinition.methods.diffCopy.responseStream, true);
   // What the session advertises and serves is exactly these paths.
@@ -375,7 +399,7 @@ Deno.test({
       const ref = "protocompat" + crypto.randomUUID().replaceAll("-", "").slice(0, 14);
       const vertexNames = new Set<string>();
       let sawCompleted = false;
-      const statusCall = client.status(ref, (m) => {
+      const statusCall = await client.status(ref, (m) => {
         for (const v of m.vertexes) {
           vertexNames.add(v.name);
           if (v.completed && v.completed.seconds > 0n) sawCompleted = true;

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { connect, GrpcError, parseAddress } from "../src/client/mod.ts";
 import { startSession } from "../src/session/session.ts";
 import { startDaemon } from "./_util/daemon.ts";
-import { SolveRequest } from "../src/gen/github.com/moby/buildkit/api/services/control/control.ts";
+import { SolveRequest } from "../src/gen/github.com/moby/buildkit/api/services/control/control_solve.ts";
 
 interface Seen {
   path: string;

@@ -8,7 +8,7 @@ import {
   SolveRequest,
   type SolveResponse,
   type StatusResponse,
-} from "../src/gen/github.com/moby/buildkit/api/services/control/control.ts";
+} from "../src/gen/github.com/moby/buildkit/api/services/control/control_solve.ts";
 import { type BuildkitClient, connect, GrpcError, parseAddress } from "../src/client/mod.ts";
 import { type Session, type SessionOptions, startSession } from "../src/session/session.ts";
 import { daemonTest, type TestDaemon } from "./_util/daemon.ts";
@@ -46,7 +46,7 @@ async function solve(client: BuildkitClient, req: Partial<SolveRequest>): Promis
   const ref = `test${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}`;
   const full = SolveRequest.fromPartial({ Frontend: "dockerfile.v0", ...req, Ref: ref });
   const statuses: StatusResponse[] = [];
-  const statusDone = client.status(ref, (st) => statuses.push(st)).status;
+  const statusDone = (await client.status(ref, (st) => statuses.push(st))).status;
   const result: SolveResult = await client.solve(full).then(
     (response) => ({ response, statuses }),
     (error: GrpcError) => ({ error, statuses }),

@@ -6,29 +6,26 @@
  */
 
 import {
-  BuildHistoryEvent,
-  type BuildHistoryRequest,
-  BuildHistoryRequest as BuildHistoryRequestCodec,
-  ControlDefinition,
-  type DiskUsageRequest,
-  DiskUsageRequest as DiskUsageRequestCodec,
-  DiskUsageResponse,
   InfoRequest,
   type InfoResponse,
   InfoResponse as InfoResponseCodec,
   ListWorkersRequest,
   ListWorkersResponse,
+} from "../gen/github.com/moby/buildkit/api/services/control/control_info.ts";
+import type {
+  DiskUsageRequest,
   PruneRequest,
-  type SolveRequest,
-  SolveRequest as SolveRequestCodec,
-  type SolveResponse,
-  SolveResponse as SolveResponseCodec,
-  StatusRequest,
-  type StatusResponse,
-  StatusResponse as StatusResponseCodec,
-  type UsageRecord,
-  UsageRecord as UsageRecordCodec,
-} from "../gen/github.com/moby/buildkit/api/services/control/control.ts";
+  UsageRecord,
+} from "../gen/github.com/moby/buildkit/api/services/control/control_cache.ts";
+import type {
+  SolveRequest,
+  SolveResponse,
+  StatusResponse,
+} from "../gen/github.com/moby/buildkit/api/services/control/control_solve.ts";
+import type {
+  BuildHistoryEvent,
+  BuildHistoryRequest,
+} from "../gen/github.com/moby/buildkit/api/services/control/control_history.ts";
 import type { WorkerRecord } from "../gen/github.com/moby/buildkit/api/types/worker.ts";
 import type { Address } from "./address.ts";
 import { after } from "../timer.ts";
@@ -77,13 +74,42 @@ export interface ConnectOptions {
   signal?: AbortSignal;
 }
 
-/** The full path of a Control method, from the generated service definition. */
-function controlPath(method: keyof typeof ControlDefinition.methods): string {
-  return `/${ControlDefinition.fullName}/${ControlDefinition.methods[method].name}`;
+/** BuildKit's Control service: its full name and methods (`client/mod_test.ts` checks them against the generated definition). */
+export const CONTROL_SERVICE = "moby.buildkit.v1.Control";
+/** The methods of {@linkcode CONTROL_SERVICE}. */
+export const CONTROL_METHODS = [
+  "DiskUsage",
+  "Prune",
+  "Solve",
+  "Status",
+  "Session",
+  "ListWorkers",
+  "Info",
+  "ListenBuildHistory",
+  "UpdateBuildHistory",
+] as const;
+/** A method of {@linkcode CONTROL_SERVICE}. */
+export type ControlMethod = typeof CONTROL_METHODS[number];
+
+/**
+ * The full path of a Control method. Literal names rather than the
+ * generated service definition, which imports the messages of every
+ * method: each call below loads only its own area's messages
+ * (control_info for workers and info, the others when first used).
+ */
+export function controlPath(method: ControlMethod): string {
+  return `/${CONTROL_SERVICE}/${method}`;
 }
 
 /** Path of the session tunnel RPC. */
-export const SESSION_METHOD: string = controlPath("session");
+export const SESSION_METHOD: string = controlPath("Session");
+
+const cacheMessages = () =>
+  import("../gen/github.com/moby/buildkit/api/services/control/control_cache.ts");
+const solveMessages = () =>
+  import("../gen/github.com/moby/buildkit/api/services/control/control_solve.ts");
+const historyMessages = () =>
+  import("../gen/github.com/moby/buildkit/api/services/control/control_history.ts");
 
 /** A connected Control API client. Close it when done. */
 export class BuildkitClient {
@@ -104,7 +130,7 @@ export class BuildkitClient {
   /** Lists the daemon's workers. */
   async listWorkers(filter: string[]): Promise<WorkerRecord[]> {
     const res = await this.#unary(
-      "listWorkers",
+      "ListWorkers",
       ListWorkersRequest.encode({ filter }).finish(),
     );
     return ListWorkersResponse.decode(res).record;
@@ -112,7 +138,7 @@ export class BuildkitClient {
 
   /** Asks the daemon for its version. */
   async info(deadline?: Date): Promise<InfoResponse> {
-    const res = await this.#unary("info", InfoRequest.encode({}).finish(), {
+    const res = await this.#unary("Info", InfoRequest.encode({}).finish(), {
       deadline: deadline?.getTime(),
     });
     return InfoResponseCodec.decode(res);
@@ -120,18 +146,20 @@ export class BuildkitClient {
 
   /** Disk usage records. */
   async diskUsage(req: Partial<DiskUsageRequest>): Promise<UsageRecord[]> {
+    const { DiskUsageRequest, DiskUsageResponse } = await cacheMessages();
     const res = await this.#unary(
-      "diskUsage",
-      DiskUsageRequestCodec.encode({ filter: [], ageLimit: 0n, ...req }).finish(),
+      "DiskUsage",
+      DiskUsageRequest.encode({ filter: [], ageLimit: 0n, ...req }).finish(),
     );
     return DiskUsageResponse.decode(res).record;
   }
 
   /** Prunes the cache, yielding one record per deleted entry as the daemon streams them. */
   async *prune(req: PruneRequest, signal?: AbortSignal): AsyncGenerator<UsageRecord> {
-    const call = this.channel.call(controlPath("prune"), { signal });
-    const records = new MessageQueue(call, (m) => UsageRecordCodec.decode(m));
-    call.write(PruneRequest.encode(req).finish());
+    const messages = await cacheMessages();
+    const call = this.channel.call(controlPath("Prune"), { signal });
+    const records = new MessageQueue(call, (m) => messages.UsageRecord.decode(m));
+    call.write(messages.PruneRequest.encode(req).finish());
     call.end();
     try {
       yield* records;
@@ -144,18 +172,24 @@ export class BuildkitClient {
 
   /** Runs a Solve; rejects with the raw {@linkcode GrpcError} (callers word build failures). */
   async solve(req: SolveRequest, signal?: AbortSignal): Promise<SolveResponse> {
+    const { SolveRequest, SolveResponse } = await solveMessages();
     const res = await this.channel.unary(
-      controlPath("solve"),
-      SolveRequestCodec.encode(req).finish(),
+      controlPath("Solve"),
+      SolveRequest.encode(req).finish(),
       { signal },
     );
-    return SolveResponseCodec.decode(res);
+    return SolveResponse.decode(res);
   }
 
   /** Follows a build's status; the returned call's `status` tells how it ended. */
-  status(ref: string, onUpdate: (s: StatusResponse) => void, signal?: AbortSignal): ClientCall {
-    const call = this.channel.call(controlPath("status"), { signal });
-    call.onMessage = (m) => onUpdate(StatusResponseCodec.decode(m));
+  async status(
+    ref: string,
+    onUpdate: (s: StatusResponse) => void,
+    signal?: AbortSignal,
+  ): Promise<ClientCall> {
+    const { StatusRequest, StatusResponse } = await solveMessages();
+    const call = this.channel.call(controlPath("Status"), { signal });
+    call.onMessage = (m) => onUpdate(StatusResponse.decode(m));
     call.write(StatusRequest.encode({ Ref: ref }).finish());
     call.end();
     return call;
@@ -167,11 +201,11 @@ export class BuildkitClient {
     onEvent: (e: BuildHistoryEvent) => void,
     opts: CallOptions = {},
   ): Promise<void> {
+    const { BuildHistoryEvent, BuildHistoryRequest } = await historyMessages();
     try {
       await this.channel.serverStream(
-        controlPath("listenBuildHistory"),
-        BuildHistoryRequestCodec.encode(BuildHistoryRequestCodec.fromPartial(req))
-          .finish(),
+        controlPath("ListenBuildHistory"),
+        BuildHistoryRequest.encode(BuildHistoryRequest.fromPartial(req)).finish(),
         (m) => onEvent(BuildHistoryEvent.decode(m)),
         opts,
       );
@@ -213,7 +247,7 @@ export class BuildkitClient {
   }
 
   async #unary(
-    method: keyof typeof ControlDefinition.methods,
+    method: ControlMethod,
     request: Uint8Array,
     opts?: CallOptions,
   ): Promise<Uint8Array> {

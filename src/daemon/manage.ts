@@ -8,7 +8,7 @@
 import { BuildctlError, ExitCode } from "../errors.ts";
 import type { BuildkitClient } from "../client/mod.ts";
 import { parseAddress } from "../client/address.ts";
-import type { BuildHistoryEventType } from "../gen/github.com/moby/buildkit/api/services/control/control.ts";
+import type { BuildHistoryEventType } from "../gen/github.com/moby/buildkit/api/services/control/control_history.ts";
 import { acquireLock } from "./lock.ts";
 import type { DaemonMode, DaemonPaths } from "./paths.ts";
 import { logPathFor } from "./paths.ts";

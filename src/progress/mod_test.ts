@@ -7,7 +7,7 @@ import {
   resolveMode,
   type StatusResponse,
 } from "./mod.ts";
-import type { StatusResponse as GeneratedStatusResponse } from "../gen/github.com/moby/buildkit/api/services/control/control.ts";
+import type { StatusResponse as GeneratedStatusResponse } from "../gen/github.com/moby/buildkit/api/services/control/control_solve.ts";
 import { BASIC, Capture, FAILED, T0, WARNINGS, wn } from "./_testdata.ts";
 
 Deno.test("resolveMode() decides auto by terminal, with BUILDKIT_PROGRESS overriding", () => {

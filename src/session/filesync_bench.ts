@@ -14,7 +14,7 @@
 import { join } from "node:path";
 import { connect, parseAddress } from "../client/mod.ts";
 import { startSession } from "./session.ts";
-import { SolveRequest } from "../gen/github.com/moby/buildkit/api/services/control/control.ts";
+import { SolveRequest } from "../gen/github.com/moby/buildkit/api/services/control/control_solve.ts";
 
 const REPO = join(import.meta.dirname!, "..", "..");
 const TOOLS_BIN = join(REPO, ".tools", "bin");

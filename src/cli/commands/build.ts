@@ -29,7 +29,7 @@ import {
   SolveRequest as SolveRequestCodec,
   type SolveResponse,
   type StatusResponse,
-} from "../../gen/github.com/moby/buildkit/api/services/control/control.ts";
+} from "../../gen/github.com/moby/buildkit/api/services/control/control_solve.ts";
 import { Definition, OpMetadata } from "../../gen/github.com/moby/buildkit/solver/pb/graph.ts";
 import { Policy } from "../../gen/github.com/moby/buildkit/sourcepolicy/pb/policy.ts";
 import {
@@ -348,7 +348,12 @@ export async function runBuild(flags: FlagValues, g: Globals): Promise<number> {
     // Status updates wait in `early` until the display is loaded.
     const early: StatusResponse[] = [];
     let show: ((s: StatusResponse) => void) | undefined;
-    const status = followStatus(client, ref, (s) => show ? show(s) : early.push(s), g.io.signal);
+    const status = await followStatus(
+      client,
+      ref,
+      (s) => show ? show(s) : early.push(s),
+      g.io.signal,
+    );
     let display: Display | undefined;
     let response: SolveResponse;
     try {
@@ -504,14 +509,14 @@ interface StatusFollower {
   finish(ms: number): Promise<void>;
 }
 
-function followStatus(
+async function followStatus(
   client: BuildkitClient,
   ref: string,
   onUpdate: (s: StatusResponse) => void,
   signal: AbortSignal,
-): StatusFollower {
+): Promise<StatusFollower> {
   let lastActivity = Date.now();
-  const call = client.status(ref, (s) => {
+  const call = await client.status(ref, (s) => {
     lastActivity = Date.now();
     try {
       onUpdate(s);

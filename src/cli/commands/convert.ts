@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { UsageRecord } from "../../gen/github.com/moby/buildkit/api/services/control/control.ts";
+import type { UsageRecord } from "../../gen/github.com/moby/buildkit/api/services/control/control_cache.ts";
 import type {
   BuildkitVersion as WireVersion,
   WorkerRecord,

@@ -6,7 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import { Platform } from "../../solver/pb/graph.ts";
+import { Platform } from "../../solver/pb/platform.ts";
 
 export const protobufPackage = "moby.buildkit.v1.types";
 

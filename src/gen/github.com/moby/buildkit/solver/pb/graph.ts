@@ -13,7 +13,7 @@ export const protobufFileName = "github.com/moby/buildkit/solver/pb/graph.proto"
 
 /**
  * buildctl for Deno: the LLB graph container and the types the Control API
- * shares with it (Definition, metadata, source mapping, Platform), package
+ * shares with it (Definition, metadata, source mapping), package
  * "pb". Split from ops.proto so that a client that only lists workers or
  * sends a Definition does not load every op type; the package and message
  * names, field numbers and types are BuildKit's, so the wire is unchanged.
@@ -113,14 +113,6 @@ export interface Range {
 export interface Position {
   line: number;
   character: number;
-}
-
-export interface Platform {
-  Architecture: string;
-  OS: string;
-  Variant: string;
-  OSVersion: string;
-  OSFeatures: string[];
 }
 
 function createBaseDefinition(): Definition {
@@ -1746,141 +1738,6 @@ export const Position: MessageFns<Position> = {
     const message = createBasePosition();
     message.line = object.line ?? 0;
     message.character = object.character ?? 0;
-    return message;
-  },
-};
-
-function createBasePlatform(): Platform {
-  return { Architecture: "", OS: "", Variant: "", OSVersion: "", OSFeatures: [] };
-}
-
-export const Platform: MessageFns<Platform> = {
-  encode(message: Platform, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.Architecture !== "") {
-      writer.uint32(10).string(message.Architecture);
-    }
-    if (message.OS !== "") {
-      writer.uint32(18).string(message.OS);
-    }
-    if (message.Variant !== "") {
-      writer.uint32(26).string(message.Variant);
-    }
-    if (message.OSVersion !== "") {
-      writer.uint32(34).string(message.OSVersion);
-    }
-    for (const v of message.OSFeatures) {
-      writer.uint32(42).string(v!);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): Platform {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBasePlatform();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.Architecture = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.OS = reader.string();
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.Variant = reader.string();
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.OSVersion = reader.string();
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.OSFeatures.push(reader.string());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): Platform {
-    return {
-      Architecture: isSet(object.Architecture) ? globalThis.String(object.Architecture) : "",
-      OS: isSet(object.OS) ? globalThis.String(object.OS) : "",
-      Variant: isSet(object.Variant) ? globalThis.String(object.Variant) : "",
-      OSVersion: isSet(object.OSVersion) ? globalThis.String(object.OSVersion) : "",
-      OSFeatures: globalThis.Array.isArray(object?.OSFeatures)
-        ? object.OSFeatures.map((e: any) => globalThis.String(e))
-        : [],
-    };
-  },
-
-  toJSON(message: Platform): unknown {
-    const obj: any = {};
-    if (message.Architecture !== "") {
-      obj.Architecture = message.Architecture;
-    }
-    if (message.OS !== "") {
-      obj.OS = message.OS;
-    }
-    if (message.Variant !== "") {
-      obj.Variant = message.Variant;
-    }
-    if (message.OSVersion !== "") {
-      obj.OSVersion = message.OSVersion;
-    }
-    if (message.OSFeatures?.length) {
-      obj.OSFeatures = message.OSFeatures;
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<Platform>, I>>(base?: I): Platform {
-    return Platform.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<Platform>, I>>(object: I): Platform {
-    const message = createBasePlatform();
-    message.Architecture = object.Architecture ?? "";
-    message.OS = object.OS ?? "";
-    message.Variant = object.Variant ?? "";
-    message.OSVersion = object.OSVersion ?? "";
-    message.OSFeatures = object.OSFeatures?.map((e) => e) || [];
     return message;
   },
 };

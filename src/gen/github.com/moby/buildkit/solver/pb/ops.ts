@@ -6,7 +6,8 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import { Definition, Platform } from "./graph.ts";
+import { Definition } from "./graph.ts";
+import { Platform } from "./platform.ts";
 
 export const protobufPackage = "pb";
 
