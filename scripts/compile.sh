@@ -5,6 +5,10 @@
 #   dist/buildkitd-launcher  -P=launcher  (src/launcher/main.ts, no npm code)
 # `deno compile` needs the runtime base (denort) for Deno 2.9.6. It is
 # downloaded on first use; offline builders point DENORT_BIN at a local copy.
+# Commands import most of their code on demand: compile must see the whole
+# graph, so --unstable-lazy-dynamic-imports (used by scripts/buildctl) is
+# never set here nor in deno.json: with it, compile leaves those modules out
+# (checked by building with a stand-in base and listing the embedded files).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DENO="${BUILDCTL_TOOLS:-$ROOT/.tools}/bin/deno"

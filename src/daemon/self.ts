@@ -26,7 +26,8 @@ export function selfArgv(): string[] {
   const main = Deno.mainModule.startsWith("file:") ? fromFileUrl(Deno.mainModule) : Deno.mainModule;
   const config = findUp(dirname(main), "deno.json");
   const perms = config ? [`--config=${config}`, "-P=buildctl"] : FALLBACK_PERMISSIONS;
-  return [exec, "run", "--quiet", "--no-prompt", ...perms, main];
+  // Lazy dynamic imports as in scripts/buildctl (the binary loads lazily anyway).
+  return [exec, "run", "--quiet", "--no-prompt", "--unstable-lazy-dynamic-imports", ...perms, main];
 }
 
 function findUp(dir: string, name: string): string | undefined {

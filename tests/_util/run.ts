@@ -35,6 +35,8 @@ export function buildctlCommand(): string[] {
     "run",
     "--quiet",
     "--no-prompt",
+    // As scripts/buildctl runs it: modules load when imported, as in the binary.
+    "--unstable-lazy-dynamic-imports",
     `--config=${join(REPO, "deno.json")}`,
     "-P=buildctl",
     join(REPO, "main.ts"),
