@@ -35,6 +35,14 @@ Deno.test("scripts and tasks run the entry points only with the named sets, neve
   assert.match(compile, /compile launcher buildkitd-launcher src\/launcher\/main\.ts/);
 });
 
+Deno.test("deno compile sees every module: no lazy dynamic imports in deno.json or compile.sh", async () => {
+  // With them, compile leaves the modules that commands import on demand out of the binary.
+  assert.ok(!(config.unstable ?? []).includes("lazy-dynamic-imports"), "deno.json unstable");
+  const compile = await Deno.readTextFile(join(REPO, "scripts/compile.sh"));
+  const commands = compile.split("\n").filter((l) => !l.trimStart().startsWith("#")).join("\n");
+  assert.doesNotMatch(commands, /lazy-dynamic-imports/);
+});
+
 Deno.test("the launcher's import graph has no npm code and no generated or client modules", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
