@@ -74,7 +74,7 @@ export interface ConnectOptions {
   signal?: AbortSignal;
 }
 
-/** BuildKit's Control service: its full name and methods (`client/mod_test.ts` checks them against the generated definition). */
+/** BuildKit's Control service: its full name and methods (`tests/proto_compat_test.ts` checks them against the generated definition). */
 export const CONTROL_SERVICE = "moby.buildkit.v1.Control";
 /** The methods of {@linkcode CONTROL_SERVICE}. */
 export const CONTROL_METHODS = [
