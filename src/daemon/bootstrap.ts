@@ -155,7 +155,13 @@ export async function ensureDaemon(ctx: EnsureContext): Promise<EnsureResult> {
         );
       }
     }
-    if (previous?.supervisor && (await isAlive(previous.supervisor))) {
+    // A supervisor left by a daemon that died (kill -9) must go. A record
+    // marked stopped needs no look (a /proc read costs a process spawn):
+    // every path that marks it stopped has already ended its supervisor.
+    if (
+      previous?.supervisor && previous.status !== "stopped" &&
+      (await isAlive(previous.supervisor))
+    ) {
       signalProcess(previous.supervisor.pid, "SIGTERM");
     }
     const options = resolveOptions(ctx, previous);
