@@ -18,6 +18,7 @@ import {
   shellQuote,
   startedPid,
 } from "./_util/daemon_ns.ts";
+import { buildctlCommand } from "./_util/run.ts";
 
 /** Runs `fn` with a fresh sandbox and always disposes it; prints daemon logs on failure. */
 function nsTest(name: string, fn: (sb: Sandbox) => Promise<void>): void {
@@ -163,6 +164,17 @@ nsTest("auto-start: missing buildkitd says where it looked and how to install it
     r.stderr,
     /hint: install BuildKit v\d+\.\d+\.\d+: download buildkit-v.*github\.com\/moby\/buildkit\/releases/,
   );
+});
+
+nsTest("auto-start: root without CAP_SYS_ADMIN is told why, and nothing starts", async (sb) => {
+  // uid 0 with CAP_SYS_ADMIN dropped from the bounding set (a restricted container).
+  const argv = [...buildctlCommand(), "debug", "workers"].map(shellQuote).join(" ");
+  const r = await sb.sh(`exec setpriv --bounding-set=-sys_admin --inh-caps=-sys_admin ${argv}`);
+  assertEquals(r.code, 69, r.stderr);
+  assertStringIncludes(r.stderr, "error: cannot start the daemon as root:");
+  assertStringIncludes(r.stderr, "running as uid 0 without CAP_SYS_ADMIN");
+  assertStringIncludes(r.stderr, "hint: run 'buildctl daemon doctor' for every check");
+  assertEquals(await sb.pids("buildkitd"), []);
 });
 
 nsTest("auto-start: a daemon that exits during start-up reports the log tail", async (sb) => {
