@@ -27,11 +27,13 @@ import {
   FrameError,
   FrameSplitter,
   FrameType as T,
+  goawayPayload,
   H2Code,
   MIN_MAX_FRAME_SIZE,
   PREFACE,
   readU31,
   unpadded,
+  writeFrameHeader,
   writeU31,
 } from "../launcher/h2_frames.ts";
 
@@ -908,30 +910,6 @@ export class H2Channel {
     if (!keepOpen) this.#transport.close();
     this.#resolveClosed();
   }
-}
-
-function writeFrameHeader(
-  buf: Uint8Array,
-  off: number,
-  len: number,
-  type: number,
-  flags: number,
-  stream: number,
-): number {
-  buf[off] = (len >>> 16) & 0xff;
-  buf[off + 1] = (len >>> 8) & 0xff;
-  buf[off + 2] = len & 0xff;
-  buf[off + 3] = type;
-  buf[off + 4] = flags;
-  writeU31(buf, off + 5, stream);
-  return off + FRAME_HEADER_BYTES;
-}
-
-function goawayPayload(lastId: number, code: number): Uint8Array {
-  const p = new Uint8Array(8);
-  writeU31(p, 0, lastId);
-  new DataView(p.buffer).setUint32(4, code);
-  return p;
 }
 
 /** Joins views that are adjacent in the same buffer. */

@@ -92,6 +92,24 @@ export function writeU31(buf: Uint8Array, off: number, v: number): void {
   buf[off + 3] = v & 0xff;
 }
 
+/** Writes a frame header at `off`; returns where its payload starts. */
+export function writeFrameHeader(
+  buf: Uint8Array,
+  off: number,
+  len: number,
+  type: number,
+  flags: number,
+  stream: number,
+): number {
+  buf[off] = (len >>> 16) & 0xff;
+  buf[off + 1] = (len >>> 8) & 0xff;
+  buf[off + 2] = len & 0xff;
+  buf[off + 3] = type;
+  buf[off + 4] = flags;
+  writeU31(buf, off + 5, stream);
+  return off + FRAME_HEADER_BYTES;
+}
+
 /** Builds one frame. */
 export function frame(
   type: number,
@@ -101,14 +119,19 @@ export function frame(
 ): Uint8Array {
   const len = payload?.length ?? 0;
   const out = new Uint8Array(FRAME_HEADER_BYTES + len);
-  out[0] = (len >>> 16) & 0xff;
-  out[1] = (len >>> 8) & 0xff;
-  out[2] = len & 0xff;
-  out[3] = type;
-  out[4] = flags;
-  writeU31(out, 5, stream);
+  writeFrameHeader(out, 0, len, type, flags, stream);
   if (payload) out.set(payload, FRAME_HEADER_BYTES);
   return out;
+}
+
+/** A GOAWAY payload: the last stream id, the error code and optional debug text. */
+export function goawayPayload(lastStream: number, code: number, debug = ""): Uint8Array {
+  const text = new TextEncoder().encode(debug);
+  const p = new Uint8Array(8 + text.length);
+  writeU31(p, 0, lastStream);
+  writeU32(p, 4, code);
+  p.set(text, 8);
+  return p;
 }
 
 /** A WINDOW_UPDATE frame. */

@@ -8,9 +8,11 @@ import {
   FrameSplitter,
   frameStream,
   FrameType,
+  goawayPayload,
   headerFrames,
   setFrameStream,
   unpadded,
+  writeFrameHeader,
 } from "./h2_frames.ts";
 
 Deno.test("FrameSplitter hands out whole frames however the bytes are chunked", () => {
@@ -103,4 +105,19 @@ Deno.test("frame helpers: stream ids, padding, splitting at 16 KiB", () => {
   const d = dataFrames(3, new Uint8Array(0), true);
   assert.equal(frameLength(d, 0), 0);
   assert.equal(d[4], Flag.END_STREAM);
+});
+
+Deno.test("writeFrameHeader and goawayPayload lay out RFC 9113 fields, reserved bits clear", () => {
+  const buf = new Uint8Array(4 + FRAME_HEADER_BYTES);
+  assert.equal(writeFrameHeader(buf, 4, 0x012345, FrameType.DATA, Flag.END_STREAM, 0xffffffff), 13);
+  assert.deepEqual([...buf.subarray(4)], [0x01, 0x23, 0x45, 0, 1, 0x7f, 0xff, 0xff, 0xff]);
+  assert.deepEqual(
+    frame(FrameType.PING, 1, 0, new Uint8Array([9])),
+    new Uint8Array([0, 0, 1, 6, 1, 0, 0, 0, 0, 9]),
+  );
+  assert.deepEqual(
+    [...goawayPayload(0x80000005, 0x9, "hi")],
+    [0, 0, 0, 5, 0, 0, 0, 9, 0x68, 0x69],
+  );
+  assert.deepEqual([...goawayPayload(7, 1)], [0, 0, 0, 7, 0, 0, 0, 1]);
 });

@@ -20,10 +20,16 @@ import {
   bytesEqual,
   concatBytes,
   Flag as F,
+  frame,
+  FRAME_HEADER_BYTES,
   FrameType as T,
+  goawayPayload,
   H2Code,
   PREFACE,
   readU32,
+  rstStream,
+  windowUpdate,
+  writeFrameHeader,
   writeU32,
 } from "../launcher/h2_frames.ts";
 
@@ -342,10 +348,7 @@ export class H2Connection {
   /** Sends GOAWAY and ends the transport. */
   close(): void {
     if (this.#ended) return;
-    const payload = new Uint8Array(8);
-    writeU32(payload, 0, this.#lastStreamId & 0x7fffffff);
-    writeU32(payload, 4, H2Error.NO_ERROR);
-    this.#urgent.push(frame(T.GOAWAY, 0, 0, payload));
+    this.#urgent.push(frame(T.GOAWAY, 0, 0, goawayPayload(this.#lastStreamId, H2Error.NO_ERROR)));
     this.#flush();
     this.#terminate(new Error("connection closed"));
     this.#transport.end();
@@ -367,9 +370,7 @@ export class H2Connection {
 
   /** @internal */
   sendRst(id: number, code: number): void {
-    const p = new Uint8Array(4);
-    writeU32(p, 0, code);
-    this.#urgent.push(frame(T.RST_STREAM, 0, id, p));
+    this.#urgent.push(rstStream(id, code));
     this.#scheduleFlush();
   }
 
@@ -403,12 +404,7 @@ export class H2Connection {
   }
 
   #connectionError(code: number, message: string): void {
-    const text = new TextEncoder().encode(message);
-    const payload = new Uint8Array(8 + text.length);
-    writeU32(payload, 0, this.#lastStreamId & 0x7fffffff);
-    writeU32(payload, 4, code);
-    payload.set(text, 8);
-    this.#urgent.push(frame(T.GOAWAY, 0, 0, payload));
+    this.#urgent.push(frame(T.GOAWAY, 0, 0, goawayPayload(this.#lastStreamId, code, message)));
     this.#flush();
     this.#terminate(new Error(`HTTP/2 protocol error: ${message}`));
     this.#transport.end();
@@ -746,29 +742,7 @@ export class H2Connection {
 }
 
 function frameHeader(type: number, flags: number, id: number, len: number): Uint8Array {
-  const h = new Uint8Array(9);
-  writeFrameHeader(h, type, flags, id, len);
+  const h = new Uint8Array(FRAME_HEADER_BYTES);
+  writeFrameHeader(h, 0, len, type, flags, id);
   return h;
-}
-
-function frame(type: number, flags: number, id: number, payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(9 + payload.length);
-  writeFrameHeader(out, type, flags, id, payload.length);
-  out.set(payload, 9);
-  return out;
-}
-
-function windowUpdate(id: number, inc: number): Uint8Array {
-  const p = new Uint8Array(4);
-  writeU32(p, 0, inc & 0x7fffffff);
-  return frame(T.WINDOW_UPDATE, 0, id, p);
-}
-
-function writeFrameHeader(h: Uint8Array, type: number, flags: number, id: number, len: number) {
-  h[0] = (len >>> 16) & 0xff;
-  h[1] = (len >>> 8) & 0xff;
-  h[2] = len & 0xff;
-  h[3] = type;
-  h[4] = flags;
-  writeU32(h, 5, id & 0x7fffffff);
 }
