@@ -23,7 +23,14 @@ export function after(ms: number, fn: () => void): () => void {
   return () => signal.removeEventListener("abort", onAbort);
 }
 
-/** Resolves after `ms`. */
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => after(ms, resolve));
+/** Resolves after `ms`, or as soon as `signal` aborts (never rejects). */
+export function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const cancel = after(ms, resolve);
+    signal?.addEventListener("abort", () => {
+      cancel();
+      resolve();
+    }, { once: true });
+  });
 }

@@ -25,6 +25,17 @@ Deno.test("delay resolves after the time", async () => {
   assert(performance.now() - t0 >= 15);
 });
 
+Deno.test("delay resolves early when its signal aborts, at once when already aborted", async () => {
+  const abort = new AbortController();
+  const t0 = performance.now();
+  const waiting = delay(60_000, abort.signal);
+  setTimeout(() => abort.abort(), 20);
+  await waiting;
+  assert(performance.now() - t0 < 10_000, "waited for the timer");
+  await delay(60_000, abort.signal);
+  assert(performance.now() - t0 < 10_000, "an aborted signal still waited");
+});
+
 Deno.test("bad delays fire at once instead of throwing", async () => {
   for (const ms of [-5, Number.NaN, Number.POSITIVE_INFINITY]) {
     await new Promise<void>((resolve) => after(ms, resolve));

@@ -28,7 +28,7 @@ import type {
 } from "../gen/github.com/moby/buildkit/api/services/control/control_history.ts";
 import type { WorkerRecord } from "../gen/github.com/moby/buildkit/api/types/worker.ts";
 import type { Address } from "./address.ts";
-import { after } from "../timer.ts";
+import { after, delay } from "../timer.ts";
 import { BuildctlError, ExitCode } from "../errors.ts";
 import {
   type CallOptions,
@@ -316,7 +316,7 @@ export async function connect(opts: ConnectOptions): Promise<BuildkitClient> {
         throw unavailable(address, reason, err);
       }
     }
-    await sleep(1000, opts.signal);
+    await delay(1000, opts.signal);
   }
 
   const channel = new H2Channel(transport, {
@@ -351,7 +351,7 @@ async function waitForInfo(
         throw err;
       }
     }
-    await sleep(1000, signal);
+    await delay(1000, signal);
   }
 }
 
@@ -500,14 +500,4 @@ export function mapGrpcError(err: unknown, address: Address): BuildctlError {
     default:
       return new BuildctlError(details, { exitCode: ExitCode.Failure, cause: err });
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const cancel = after(ms, resolve);
-    signal?.addEventListener("abort", () => {
-      cancel();
-      resolve();
-    }, { once: true });
-  });
 }

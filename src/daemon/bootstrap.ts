@@ -31,13 +31,13 @@ import { parseAddress } from "../client/address.ts";
 import { answers } from "../client/probe.ts";
 import { BuildctlError, ExitCode } from "../errors.ts";
 import { acquireLock } from "./lock.ts";
+import { delay } from "../timer.ts";
 import { type DaemonPaths, ensureRunDir, logPathFor } from "./paths.ts";
 import {
   type Identity,
   isAlive,
   type ProcessStamp,
   signalProcess,
-  sleep,
   stampOf,
   waitForExit,
 } from "./proc.ts";
@@ -194,7 +194,7 @@ async function waitAnswerOrExit(
     if (await answers(socketPath)) return "answers";
     if (!(await isAlive(daemon))) return "exited";
     if (Date.now() >= deadline) return "alive";
-    await sleep(50);
+    await delay(50);
   }
 }
 
@@ -354,7 +354,7 @@ async function spawnDaemon(
     if (!exitStatus) {
       signalProcess(child.pid, "SIGTERM");
       if (!(await waitForExit(daemon, 3000))) signalProcess(child.pid, "SIGKILL");
-      await Promise.race([status, sleep(2000)]);
+      await Promise.race([status, delay(2000)]);
     }
     // A failed start must not leave its options behind for the next automatic start.
     if (previous) {
@@ -368,7 +368,7 @@ async function spawnDaemon(
   };
 
   // 1. The socket accepts (bound early, before the workers load).
-  let delay = 5;
+  let pollMs = 5;
   for (;;) {
     if (exitStatus) return await failed(exitText(exitStatus, t0));
     if (await answers(paths.socketPath)) {
@@ -378,8 +378,8 @@ async function spawnDaemon(
     if (Date.now() >= deadline) {
       return await failed(`buildkitd did not answer within ${seconds(startTimeoutMs)}`);
     }
-    await Promise.race([sleep(delay), status]);
-    delay = Math.min(delay * 1.5, 50);
+    await Promise.race([delay(pollMs), status]);
+    pollMs = Math.min(pollMs * 1.5, 50);
   }
   // 2. It serves gRPC (after READY=1): Info answers.
   let version: string | undefined;

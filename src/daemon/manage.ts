@@ -12,7 +12,8 @@ import type { BuildHistoryEventType } from "../gen/github.com/moby/buildkit/api/
 import { acquireLock } from "./lock.ts";
 import type { DaemonMode, DaemonPaths } from "./paths.ts";
 import { logPathFor } from "./paths.ts";
-import { isAlive, readProcFile, signalProcess, sleep, waitForExit } from "./proc.ts";
+import { isAlive, readProcFile, signalProcess, waitForExit } from "./proc.ts";
+import { delay } from "../timer.ts";
 import {
   type DaemonRecord,
   readJson,
@@ -359,7 +360,7 @@ export async function followLog(
     } catch { /* not there (yet) */ }
     if (!opts.follow || opts.signal?.aborted) return true;
     await Promise.race([
-      sleep(250),
+      delay(250),
       new Promise((r) => opts.signal?.addEventListener("abort", r, { once: true })),
     ]);
     if (opts.signal?.aborted) return true;

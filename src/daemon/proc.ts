@@ -298,11 +298,6 @@ export async function waitForExit(
       nextFull = Date.now() + 500;
     }
     if (Date.now() >= deadline) return false;
-    await sleep(pollMs);
+    await delay(pollMs);
   }
-}
-
-/** A plain timer promise. */
-export function sleep(ms: number): Promise<void> {
-  return delay(ms);
 }

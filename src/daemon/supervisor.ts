@@ -27,6 +27,7 @@
 
 import { dirname } from "../path.ts";
 import { acquireLock } from "./lock.ts";
+import { delay } from "../timer.ts";
 import { runFiles } from "./paths.ts";
 import {
   bootId,
@@ -35,7 +36,6 @@ import {
   type ProcessStamp,
   readProcFiles,
   signalProcess,
-  sleep,
   socketInodes,
   stampMatches,
   stampOf,
@@ -158,7 +158,7 @@ export async function supervise(opts: SuperviseOptions): Promise<SuperviseOutcom
   };
 
   for (;;) {
-    await sleep(tickMs);
+    await delay(tickMs);
     const { alive, idleFor } = await observe();
     if (!alive) {
       cleanup();
